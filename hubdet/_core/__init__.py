@@ -1,0 +1,1 @@
+"""Shared machinery: errors, strict configs, registries, image decoding rules, Hub I/O."""

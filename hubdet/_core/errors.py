@@ -1,0 +1,39 @@
+"""Exceptions raised for user errors. Each subclasses a builtin so callers can catch broadly."""
+
+from __future__ import annotations
+
+
+class HubdetError(Exception):
+    """Base class of every hubdet error."""
+
+
+class ConfigError(HubdetError, ValueError):
+    """A configuration has an unknown key, a wrong type or an invalid value."""
+
+
+class UnknownNameError(HubdetError, KeyError):
+    """A registry lookup failed; the message lists the closest names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateNameError(HubdetError, ValueError):
+    """A name was registered twice."""
+
+
+class BadImageError(HubdetError, ValueError):
+    """An image file cannot be used; the message names the file and the problem."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class CheckpointError(HubdetError, ValueError):
+    """A checkpoint is missing files, has mismatched tensors or an unsafe format."""
+
+
+class DataLayoutError(HubdetError, FileNotFoundError):
+    """A data directory does not have the layout its source publishes."""

@@ -1,0 +1,261 @@
+"""Inpainting backends behind one small interface, for the inpainting benchmark maker.
+
+An inpainter fills the pixels where ``mask`` is True and returns an image of the same shape::
+
+    from hubdet.data.inpainters import create_inpainter
+
+    inpainter = create_inpainter("telea")
+    filled = inpainter.inpaint(image_rgb, mask)  # uint8 HxWx3, bool HxW (True = fill)
+
+Built-in backends (``list_inpainters()``):
+
+===============  ==========================  ==================================================
+name             generator (recorded)        what
+===============  ==========================  ==================================================
+``telea``        ``opencv-telea``            ``cv2.inpaint`` with ``INPAINT_TELEA`` (fast marching)
+``ns``           ``opencv-ns``               ``cv2.inpaint`` with ``INPAINT_NS`` (Navier-Stokes)
+``fsr-fast``     ``opencv-xphoto-fsr-fast``  opencv-contrib ``cv2.xphoto.inpaint``, ``INPAINT_FSR_FAST``
+``fsr-best``     ``opencv-xphoto-fsr-best``  same, ``INPAINT_FSR_BEST`` (much slower)
+``patchmatch``   ``patchmatch``              ``pypatchmatch`` (PatchMatch, Barnes et al. 2009)
+===============  ==========================  ==================================================
+
+Learned inpainters (DeepFillv2, LaMa, ...) plug in with :func:`register_inpainter`; hubdet ships none
+because their weights are not redistributable inside the package. A backend is a subclass of
+:class:`Inpainter` that implements ``_fill``; weights come from a path the user gives::
+
+    import numpy as np
+    import torch
+    from hubdet.data.inpainters import Inpainter, register_inpainter
+
+    class LamaInpainter(Inpainter):
+        name = "lama"
+        generator = "lama"
+
+        def __init__(self, weights: str, device: str = "cpu") -> None:
+            super().__init__()
+            self.model = torch.jit.load(weights, map_location=device).eval()  # a TorchScript export of LaMa
+            self.device = device
+
+        def _fill(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(self.device)
+            m = torch.from_numpy(mask)[None, None].float().to(self.device)
+            with torch.no_grad():
+                y = self.model(x, m)[0].permute(1, 2, 0).clamp(0, 1).mul(255).round()
+            return y.byte().cpu().numpy()
+
+    register_inpainter("lama", LamaInpainter)
+    # then: make_inpainting_benchmark(..., backend="lama", backend_options={"weights": "/path/big-lama.pt"})
+
+The base class checks inputs and outputs and pastes the filled pixels back into the untouched image, so
+that pixels outside the mask never change (the ground truth stays exact whatever the backend does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from hubdet._core.errors import HubdetError
+from hubdet._core.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Inpainter",
+    "InpainterUnavailableError",
+    "OpenCVInpainter",
+    "XPhotoInpainter",
+    "PatchMatchInpainter",
+    "available_inpainters",
+    "create_inpainter",
+    "list_inpainters",
+    "register_inpainter",
+]
+
+
+class InpainterUnavailableError(HubdetError, RuntimeError):
+    """A backend is registered but cannot run here (missing package or native library)."""
+
+
+class Inpainter:
+    """Base class: validated ``inpaint(image, mask)``; subclasses implement ``_fill``.
+
+    ``name`` is the registry name, ``generator`` the string recorded in the ``generator`` column.
+    """
+
+    name: str = "inpainter"
+    generator: str = "inpainter"
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise TypeError(f"{type(self).__name__} takes no options {sorted(options)}")
+
+    def _fill(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Fill ``image`` (uint8 HxWx3 RGB) where ``mask`` (bool HxW) is True; other pixels are kept."""
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            got = getattr(image, "shape", type(image).__name__), getattr(image, "dtype", None)
+            raise ValueError(f"{self.name}: image must be a uint8 HxWx3 array, got {got}")
+        mask = np.asarray(mask)
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"{self.name}: mask shape {mask.shape} does not match image shape {image.shape[:2]}")
+        mask = mask.astype(bool, copy=False)
+        if not mask.any():
+            return image.copy()
+        if mask.all():
+            raise ValueError(f"{self.name}: the mask covers the whole image; nothing is left to inpaint from")
+        image = np.ascontiguousarray(image)
+        out = self._fill(image, mask)
+        if not isinstance(out, np.ndarray) or out.shape != image.shape:
+            raise RuntimeError(
+                f"inpainter {self.name!r} returned shape {getattr(out, 'shape', None)}, expected {image.shape}"
+            )
+        out = out.astype(np.uint8, copy=False)
+        return np.where(mask[..., None], out, image)
+
+    __call__ = inpaint
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, generator={self.generator!r})"
+
+
+class OpenCVInpainter(Inpainter):
+    """``cv2.inpaint`` (TELEA or NS) with a neighbourhood ``radius`` in pixels."""
+
+    def __init__(self, method: str = "telea", radius: float = 3.0) -> None:
+        super().__init__()
+        if method not in ("telea", "ns"):
+            raise ValueError(f"OpenCV inpainting method must be 'telea' or 'ns', got {method!r}")
+        if radius <= 0:
+            raise ValueError(f"radius must be positive, got {radius}")
+        self.method = method
+        self.radius = float(radius)
+        self.name = method
+        self.generator = f"opencv-{method}"
+
+    def _fill(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import cv2
+
+        flag = cv2.INPAINT_TELEA if self.method == "telea" else cv2.INPAINT_NS
+        # cv2.inpaint treats the channels independently of their order, so RGB in gives RGB out.
+        return cv2.inpaint(image, mask.astype(np.uint8) * 255, self.radius, flag)
+
+
+class XPhotoInpainter(Inpainter):
+    """opencv-contrib ``cv2.xphoto.inpaint`` (FSR_FAST or FSR_BEST); its mask marks the VALID pixels."""
+
+    def __init__(self, algorithm: str = "fsr-fast") -> None:
+        super().__init__()
+        if algorithm not in ("fsr-fast", "fsr-best"):
+            raise ValueError(f"xphoto algorithm must be 'fsr-fast' or 'fsr-best', got {algorithm!r}")
+        import cv2
+
+        if not hasattr(cv2, "xphoto"):
+            raise InpainterUnavailableError(
+                f"{algorithm}: cv2.xphoto is missing; install opencv-contrib-python-headless "
+                "(and uninstall opencv-python/opencv-python-headless, which shadow it)"
+            )
+        self.algorithm = algorithm
+        self.name = algorithm
+        self.generator = f"opencv-xphoto-{algorithm}"
+
+    def _fill(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import cv2
+
+        flag = cv2.xphoto.INPAINT_FSR_FAST if self.algorithm == "fsr-fast" else cv2.xphoto.INPAINT_FSR_BEST
+        valid = (~mask).astype(np.uint8) * 255  # xphoto: non-zero = valid pixel, zero = to be filled
+        bgr = np.ascontiguousarray(image[..., ::-1])  # FSR documents a BGR input
+        dst = np.zeros_like(bgr)
+        cv2.xphoto.inpaint(bgr, valid, dst, flag)
+        return dst[..., ::-1]
+
+
+class PatchMatchInpainter(Inpainter):
+    """PatchMatch from ``pypatchmatch`` (prebuilt native library in its wheel; no build at first use).
+
+    ``patch_size`` is the patch radius (patches span ``2 * patch_size + 1`` pixels); ``seed`` is set before
+    every call, so equal inputs give equal outputs whatever the order of calls.
+    """
+
+    name = "patchmatch"
+    generator = "patchmatch"
+
+    def __init__(self, patch_size: int = 3, seed: int = 0) -> None:
+        super().__init__()
+        self.patch_size = int(patch_size)
+        self.seed = int(seed)
+        self._pm = _load_patchmatch()
+
+    def _fill(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self._pm.set_random_seed(self.seed)
+        return self._pm.inpaint(image, mask.astype(np.uint8) * 255, patch_size=self.patch_size)
+
+
+def _load_patchmatch() -> Any:
+    """Import ``patchmatch`` and check that its native library loaded; raise a clear error otherwise."""
+    try:
+        import patchmatch
+    except ImportError as exc:
+        raise InpainterUnavailableError(f"patchmatch: the pypatchmatch package is not installed ({exc})") from exc
+    if not getattr(patchmatch, "patchmatch_available", False):
+        raise InpainterUnavailableError(
+            "patchmatch: pypatchmatch is installed but its native library did not load; reinstall it with "
+            "`pip install --force-reinstall --no-deps --no-cache-dir pypatchmatch` (a source build needs a C++ "
+            "compiler, CMake and OpenCV)"
+        )
+    return patchmatch
+
+
+#: Factories keyed by backend name; a factory takes keyword options and returns an :class:`Inpainter`.
+INPAINTERS: Registry[Callable[..., Inpainter]] = Registry("inpainter")
+
+
+def register_inpainter(name: str, factory: Callable[..., Inpainter]) -> Callable[..., Inpainter]:
+    """Register ``factory`` (a class or function returning an :class:`Inpainter`) under ``name``."""
+    return INPAINTERS.register(name, factory)
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def create_inpainter(name: str, **options: Any) -> Inpainter:
+    """Build the backend ``name`` (``telea``, ``ns``, ``fsr-fast``, ``fsr-best``, ``patchmatch``, ...)."""
+    key = name if name in INPAINTERS else _normalise(name)
+    factory = INPAINTERS.get(key)
+    try:
+        inpainter = factory(**options)
+    except TypeError as exc:
+        raise ValueError(f"inpainter {key!r}: bad options {sorted(options)} ({exc})") from exc
+    if not isinstance(inpainter, Inpainter):
+        raise TypeError(f"inpainter factory {key!r} returned {type(inpainter).__name__}, not an Inpainter")
+    return inpainter
+
+
+def list_inpainters() -> list[str]:
+    """Names of every registered backend."""
+    return INPAINTERS.names()
+
+
+def available_inpainters() -> dict[str, str]:
+    """Each registered backend mapped to ``"ok"`` or the reason it cannot run here."""
+    status: dict[str, str] = {}
+    for name in INPAINTERS:
+        try:
+            create_inpainter(name)
+            status[name] = "ok"
+        except (InpainterUnavailableError, TypeError, ValueError) as exc:
+            status[name] = str(exc)
+    return status
+
+
+register_inpainter("telea", lambda radius=3.0: OpenCVInpainter("telea", radius))
+register_inpainter("ns", lambda radius=3.0: OpenCVInpainter("ns", radius))
+register_inpainter("fsr-fast", lambda: XPhotoInpainter("fsr-fast"))
+register_inpainter("fsr-best", lambda: XPhotoInpainter("fsr-best"))
+register_inpainter("patchmatch", PatchMatchInpainter)

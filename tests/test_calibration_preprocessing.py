@@ -1,0 +1,59 @@
+"""Temperature scaling, verdicts, and the transform/box geometry that travels with the weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from hubdet.models import calibration
+from hubdet.models.config import CalibrationConfig, PreprocessConfig
+from hubdet.models.preprocessing import apply_geometry, box_to_input, box_to_original, build_transform
+
+
+def test_temperature_recovers_overconfident_scale():
+    g = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(4000, generator=g) * 2
+    labels = torch.bernoulli(torch.sigmoid(true_logits), generator=g)
+    t, before, after = calibration.fit_temperature(true_logits * 3.0, labels)
+    assert 2.6 < t < 3.4
+    assert after < before
+
+
+def test_temperature_never_worse_than_identity():
+    logits = torch.tensor([3.0, -3.0, 2.0, -2.0])
+    labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    t, before, after = calibration.fit_temperature(logits, labels)
+    assert after <= before + 1e-9
+
+
+def test_verdict_band():
+    cal = CalibrationConfig(threshold=0.5, uncertain_low=0.4, uncertain_high=0.6)
+    assert calibration.verdict(0.9, cal) == "fake"
+    assert calibration.verdict(0.1, cal) == "real"
+    assert calibration.verdict(0.5, cal) == "uncertain"
+    sharp = CalibrationConfig(threshold=0.5, uncertain_low=0.5, uncertain_high=0.5)
+    assert calibration.verdict(0.5, sharp) == "fake" and calibration.verdict(0.49, sharp) == "real"
+    with pytest.raises(ValueError):
+        CalibrationConfig(threshold=0.5, uncertain_low=0.6, uncertain_high=0.7)
+
+
+@pytest.mark.parametrize("policy", ["resize", "shorter_crop", "center_crop"])
+def test_box_round_trip(policy):
+    pre = PreprocessConfig(input_size=(64, 64), resize=policy, crop_pct=0.875 if policy == "shorter_crop" else 1.0)
+    w, h = 200, 120
+    box = [80.0, 40.0, 110.0, 70.0]  # central, so no crop clipping
+    back = box_to_original(box_to_input(box, pre, w, h), pre, w, h)
+    assert back == pytest.approx(box, abs=1e-4)
+
+
+def test_transform_normalises_with_config():
+    pre = PreprocessConfig(input_size=(8, 10), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    t = build_transform(pre)(Image.new("RGB", (30, 20), (255, 0, 127)))
+    assert t.shape == (3, 8, 10)
+    assert t[0].mean().item() == pytest.approx(1.0) and t[1].mean().item() == pytest.approx(-1.0)
+
+
+def test_center_crop_pads_small_images():
+    pre = PreprocessConfig(input_size=(32, 32), resize="center_crop")
+    assert apply_geometry(Image.new("RGB", (10, 10)), pre).size == (32, 32)
