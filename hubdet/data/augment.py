@@ -127,6 +127,14 @@ def transform_boxes(boxes: Sequence[Sequence[float]], matrix: np.ndarray, width:
     return out
 
 
+def _pixel_centre_matrix(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` works on continuous coordinates (pixel ``i`` spans ``[i, i + 1]``); OpenCV puts pixel ``i`` at
+    ``i``: conjugate by a half-pixel shift."""
+    full = np.vstack([matrix, [0.0, 0.0, 1.0]])
+    shift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]], dtype=np.float64)
+    return (np.linalg.inv(shift) @ full @ shift)[:2]
+
+
 def _colour_jitter(img: Image.Image, cfg: AugmentConfig, rng: np.random.Generator) -> Image.Image:
     import torchvision.transforms.functional as TF
 
@@ -184,7 +192,7 @@ class Augmenter:
             matrix = self.geometry(image.width, image.height, rng)
             if matrix is not None:
                 arr = cv2.warpAffine(
-                    np.asarray(image), matrix, (image.width, image.height), flags=cv2.INTER_LINEAR,
+                    np.asarray(image), _pixel_centre_matrix(matrix), (image.width, image.height), flags=cv2.INTER_LINEAR,
                     borderMode=_BORDER[cfg.fill], borderValue=(0, 0, 0),
                 )
                 image = Image.fromarray(arr, "RGB")

@@ -152,6 +152,34 @@ class Detector(nn.Module):
             )
         return preds
 
+    # ------------------------------------------------------------------ training samples (optional capability)
+    def train_crop(
+        self, image: Any, *, label: int, box: Sequence[float] | None = None, rng: Any = None
+    ) -> tuple[Any, list[float] | None, int]:
+        """One training sample from a decoded RGB PIL image, so the trainer needs no per-family branches.
+
+        Returns ``(image, box, label)``: the image after this family's training geometry (a PIL image of
+        ``config.preprocess.input_size``), the inpainted box normalised to [0, 1] of that image (``None`` if there is
+        none or it left the crop) and the label of the sample. ``box`` is in pixels of ``image``; ``rng`` is a
+        ``numpy.random.Generator`` for families that sample. The trainer then applies photometric augmentation and
+        :func:`hubdet.models.preprocessing.to_tensor`. Default: the eval geometry (resize/crop) with the box mapped
+        by :func:`box_to_input`; full-resolution families (the box head) override it to sample native-resolution
+        tiles, whose label depends on whether the tile shows the inpainted region.
+        """
+        from hubdet.models.preprocessing import apply_geometry, box_to_input
+
+        pre = self.config.preprocess
+        out = apply_geometry(image.convert("RGB") if image.mode != "RGB" else image, pre)
+        if pre.resize == "none" and out.size != (pre.input_size[1], pre.input_size[0]):
+            out = out.resize((pre.input_size[1], pre.input_size[0]))
+            pre = pre.replace(resize="resize")
+        mapped = None
+        if box is not None and label == 1:
+            mapped = box_to_input(box, pre, image.width, image.height)
+            if mapped[2] <= mapped[0] or mapped[3] <= mapped[1]:
+                mapped = None
+        return out, mapped, int(label)
+
     # ------------------------------------------------------------------ frozen-feature families
     def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Frozen features for families with ``trains_with_gradients = False``."""
