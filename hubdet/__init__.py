@@ -5,8 +5,7 @@ The public API is imported lazily so that ``import hubdet`` and ``hubdet --help`
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hubdet._core.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -30,13 +29,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hubdet' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports('hubdet', _LAZY, globals())

@@ -32,11 +32,13 @@ def test_commit_ndjson_by_hand(hub_server):
     # a second create is a conflict, as on the Hub
     assert _post(f"{hub_server.url}/api/repos/create", json.dumps({"name": "r", "organization": "org",
                                                                    "type": "dataset"}).encode())[0] == 409
-    lines = [
-        {"key": "header", "value": {"summary": "first", "description": ""}},
-        {"key": "file", "value": {"path": "a/b.txt", "encoding": "base64", "content": base64.b64encode(b"hi").decode()}},
-        {"key": "file", "value": {"path": "c.bin", "encoding": "base64", "content": base64.b64encode(b"\0\1").decode()}},
-    ]
+
+    def file_line(path: str, data: bytes) -> dict:
+        content = base64.b64encode(data).decode()
+        return {"key": "file", "value": {"path": path, "encoding": "base64", "content": content}}
+
+    lines = [{"key": "header", "value": {"summary": "first", "description": ""}},
+             file_line("a/b.txt", b"hi"), file_line("c.bin", b"\0\1")]
     ndjson = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
     url = f"{hub_server.url}/api/datasets/org/r/commit/main"
     assert _post(url, ndjson, token=None, ctype="application/x-ndjson")[0] == 401  # writes need a token
@@ -118,3 +120,17 @@ def test_client_without_token_is_refused(hub_server):
                         check=False)
     assert proc.returncode != 0 and "401" in proc.stderr
     assert ("model", "org/x") not in hub_server.repos
+
+
+def test_datasets_push_to_hub_round_trip(hub_server):
+    """``datasets``' own push_to_hub / load_dataset work against the fake Hub too (through LFS uploads)."""
+    hub_server.upload_mode = "auto"
+    code = (
+        "import datasets, json; datasets.Dataset.from_dict({'a': [1, 2, 3]}).push_to_hub('org/plain'); "
+        "print(json.dumps(list(datasets.load_dataset('org/plain', split='train')['a'])))"
+    )
+    proc = run_with_hub(hub_server, code)
+    assert proc.stdout.strip().splitlines()[-1] == "[1, 2, 3]"
+    files = hub_server.files("dataset", "org/plain")
+    assert "README.md" in files and any(p.startswith("data/train-") and p.endswith(".parquet") for p in files)
+    assert any(hub_server.lfs.get(k) for k in hub_server.lfs)  # the parquet shard went through LFS

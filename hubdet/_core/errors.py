@@ -37,3 +37,7 @@ class CheckpointError(HubdetError, ValueError):
 
 class DataLayoutError(HubdetError, FileNotFoundError):
     """A data directory does not have the layout its source publishes."""
+
+
+class NotFittedError(HubdetError, RuntimeError):
+    """A detector part that must be fitted first (e.g. a probe's classical head) was used unfitted."""

@@ -29,7 +29,7 @@ class Registry(Generic[T]):
         """Decorator form of :meth:`register`; the default name is the object's ``__name__``."""
 
         def wrap(obj: T) -> T:
-            return self.register(name or getattr(obj, "__name__"), obj)
+            return self.register(name or obj.__name__, obj)  # type: ignore[attr-defined]
 
         return wrap
 

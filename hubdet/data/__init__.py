@@ -7,8 +7,7 @@ for ``datasets`` and every builder.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hubdet._core.lazy import lazy_exports
 
 _LAZY = {
     "load_source": "hubdet.data._builder",
@@ -26,18 +25,14 @@ _LAZY = {
     "open_image": "hubdet.data.imageio",
     "BadFileReport": "hubdet.data.imageio",
     "load_from_hub": "hubdet.data.hub_sources",
+    "push_dataset": "hubdet.data.push",
+    "make_inpainting_benchmark": "hubdet.data.synth",
+    "create_inpainter": "hubdet.data.inpainters",
+    "register_inpainter": "hubdet.data.inpainters",
+    "list_inpainters": "hubdet.data.inpainters",
 }
 
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hubdet.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports('hubdet.data', _LAZY, globals())

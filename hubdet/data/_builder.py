@@ -202,7 +202,7 @@ def split_items(
         random.Random(f"{seed}-{label}").shuffle(group)
         n = len(group)
         bounds = np.round(np.cumsum([0.0, *fractions]) / total * n).astype(int)
-        for name, lo, hi in zip(names, bounds[:-1], bounds[1:]):
+        for name, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True):
             out[name].extend(group[lo:hi])
     return {k: sorted(v, key=lambda it: it.file) for k, v in out.items()}
 
@@ -235,7 +235,7 @@ class HubdetBuilder(datasets.GeneratorBasedBuilder):
     VERSION = datasets.Version("1.0.0")
     #: The registered source name (also the ``source`` field of every example).
     SOURCE_NAME: ClassVar[str] = ""
-    #: One line on the expected folder layout, used in error messages and ``list_sources``.
+    #: One line on the expected folder layout, used in error messages.
     LAYOUT: ClassVar[str] = ""
     #: Strict options of this source.
     OPTIONS: ClassVar[type[StrictConfig]] = NoOptions
@@ -276,7 +276,9 @@ class HubdetBuilder(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         if not self.config.data_dir:
-            raise DataLayoutError(f"source {self.SOURCE_NAME!r} needs data_dir= (a local copy laid out as {self.LAYOUT})")
+            raise DataLayoutError(
+                f"source {self.SOURCE_NAME!r} needs data_dir= (a local copy laid out as {self.LAYOUT})"
+            )
         data_dir = Path(self.config.data_dir)
         if not data_dir.is_dir():
             raise DataLayoutError(f"{data_dir}: no such folder (source {self.SOURCE_NAME!r} expects {self.LAYOUT})")
@@ -515,7 +517,7 @@ def prepare_local(
     """Prepare (or reuse from the cache) a local copy of source ``name``; see :func:`hubdet.data.load_source`."""
     builder = make_builder(name, data_dir, reencode=reencode, cache_dir=cache_dir, **options)
     if streaming:
-        ds: Any = builder.as_streaming_dataset(split=split)
+        ds: Any = builder.as_streaming_dataset(split=normalize_split(split) or split if split else None)
         report = builder.report  # filled while the stream is read
     else:
         builder.download_and_prepare()
@@ -536,10 +538,14 @@ def prepare_local(
         logger.warning("%s: %d file(s) skipped; see the report (%s)", name, len(report.bad_files),
                        report.path or "hubdet.data.last_report()")
     _set_last_report(report)
-    try:
-        ds.report = report
-    except AttributeError:  # pragma: no cover - datasets objects accept attributes today
-        pass
+    return attach_report(ds, report)
+
+
+def attach_report(ds: Any, report: PreparationReport) -> Any:
+    """Set ``report`` as the ``report`` attribute of ``ds`` and, for a dict of splits, of each split."""
+    targets = [ds, *ds.values()] if isinstance(ds, dict) else [ds]
+    for target in targets:
+        target.report = report
     return ds
 
 

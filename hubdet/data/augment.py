@@ -179,10 +179,11 @@ class Augmenter:
             vflip=bool(cfg.vflip and rng.random() < 0.5),
         )
 
-    def __call__(
+    def geometric(
         self, image: Image.Image, boxes: Sequence[Sequence[float]] | None = None,
         rng: np.random.Generator | None = None,
     ) -> tuple[Image.Image, Boxes]:
+        """Rotation, flips, shift, zoom and shear; boxes follow (or, with ``box_geometry="skip"``, nothing moves)."""
         cfg = self.config
         rng = rng if rng is not None else np.random.default_rng()
         boxes = [[float(v) for v in b] for b in (boxes or [])]
@@ -192,11 +193,19 @@ class Augmenter:
             matrix = self.geometry(image.width, image.height, rng)
             if matrix is not None:
                 arr = cv2.warpAffine(
-                    np.asarray(image), _pixel_centre_matrix(matrix), (image.width, image.height), flags=cv2.INTER_LINEAR,
-                    borderMode=_BORDER[cfg.fill], borderValue=(0, 0, 0),
+                    np.asarray(image), _pixel_centre_matrix(matrix), (image.width, image.height),
+                    flags=cv2.INTER_LINEAR, borderMode=_BORDER[cfg.fill], borderValue=(0, 0, 0),
                 )
                 image = Image.fromarray(arr, "RGB")
                 boxes = transform_boxes(boxes, matrix, image.width, image.height)
+        return image, boxes
+
+    def photometric(self, image: Image.Image, rng: np.random.Generator | None = None) -> Image.Image:
+        """Colour jitter, Gaussian blur and JPEG re-compression (each with its probability); no geometry."""
+        cfg = self.config
+        rng = rng if rng is not None else np.random.default_rng()
+        if image.mode != "RGB":
+            image = image.convert("RGB")
         if cfg.jitter_p and rng.random() < cfg.jitter_p:
             image = _colour_jitter(image, cfg, rng)
         if cfg.blur_p and rng.random() < cfg.blur_p:
@@ -204,7 +213,16 @@ class Augmenter:
         if cfg.jpeg_p and rng.random() < cfg.jpeg_p:
             quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
             image = reencode(image, ReencodeConfig(format="JPEG", quality=quality)).convert("RGB")
-        return image, boxes
+        return image
+
+    def __call__(
+        self, image: Image.Image, boxes: Sequence[Sequence[float]] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[Image.Image, Boxes]:
+        """Geometry then photometry. (A trainer that cuts crops in between calls the two halves itself.)"""
+        rng = rng if rng is not None else np.random.default_rng()
+        image, boxes = self.geometric(image, boxes, rng)
+        return self.photometric(image, rng), boxes
 
 
 def build_augmenter(config: AugmentConfig | dict | None) -> Augmenter:

@@ -40,6 +40,11 @@ _REAL_STEMS = ("original", "source")
 _MASK_STEMS = ("mask", "masking")
 
 
+def _record_key(folder: Path) -> str:
+    """``inpainting/<id>``: the part of a record path that is the same wherever ``data_dir`` points."""
+    return "/".join(folder.parts[-2:]).lower()
+
+
 def _pick(files: dict[str, Path], stems: tuple[str, ...]) -> Path | None:
     for stem in stems:
         if stem in files:
@@ -67,7 +72,7 @@ class DeepfakeArt(HubdetBuilder):
         out: dict[str, list[Item]] = {}
         unlisted = 0
         for record, files in records:
-            split = split_of.get(rel(record, data_dir))
+            split = split_of.get(_record_key(record))
             if split is None:
                 unlisted += bool(split_of)
                 split = "train"
@@ -97,7 +102,7 @@ class DeepfakeArt(HubdetBuilder):
         ]
 
     def _json_splits(self, data_dir: Path) -> dict[str, str]:
-        """Record folder (relative) -> split, from ``{train,test}_similar.json`` where present."""
+        """Record key -> split, from ``{train,test}_similar.json`` where present."""
         split_of: dict[str, str] = {}
         for path in sorted(data_dir.glob("**/*similar*.json")):
             if "dissimilar" in path.name.lower():
@@ -116,7 +121,7 @@ class DeepfakeArt(HubdetBuilder):
                 for entry in entries.values():
                     generated = entry.get("generated") if isinstance(entry, dict) else None
                     if generated:
-                        split_of[Path(generated).parent.as_posix().lstrip("./")] = split
+                        split_of[_record_key(Path(generated).parent)] = split
         return split_of
 
     def _scan_seed_layout(self, data_dir: Path) -> dict[str, list[Item]]:

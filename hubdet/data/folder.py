@@ -24,7 +24,6 @@ from hubdet.data._builder import (
     class_folder_items,
     normalize_split,
     register_source,
-    rel,
 )
 from hubdet.data.schema import FAKE, REAL, parse_label
 

@@ -57,7 +57,7 @@ def estimate_jpeg_quality(img: Image.Image) -> int | None:
     ]
     q = list(tables[0])
     # PIL stores tables in zig-zag order; compare sorted scale factors, robust to ordering.
-    scale = float(np.median([qi * 100.0 / si for qi, si in zip(sorted(q), sorted(std))]))
+    scale = float(np.median([qi * 100.0 / si for qi, si in zip(sorted(q), sorted(std), strict=False)]))
     quality = 100 - scale / 2 if scale <= 100 else 5000 / scale
     return int(round(min(100, max(1, quality))))
 

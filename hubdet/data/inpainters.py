@@ -52,6 +52,7 @@ that pixels outside the mask never change (the ground truth stays exact whatever
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -70,7 +71,9 @@ __all__ = [
     "XPhotoInpainter",
     "PatchMatchInpainter",
     "available_inpainters",
+    "build_inpainter",
     "create_inpainter",
+    "get_inpainter_factory",
     "list_inpainters",
     "register_inpainter",
 ]
@@ -224,16 +227,36 @@ def _normalise(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
+def get_inpainter_factory(name: str) -> Callable[..., Inpainter]:
+    """The registered factory of backend ``name`` (spelling ``FSR_FAST`` = ``fsr-fast``); raises with suggestions."""
+    return INPAINTERS.get(name if name in INPAINTERS else _normalise(name))
+
+
+def accepts_seed(factory: Callable[..., Inpainter]) -> bool:
+    """True if ``factory`` names a ``seed`` parameter (the benchmark maker then passes its seed)."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return "seed" in params
+
+
 def create_inpainter(name: str, **options: Any) -> Inpainter:
     """Build the backend ``name`` (``telea``, ``ns``, ``fsr-fast``, ``fsr-best``, ``patchmatch``, ...)."""
-    key = name if name in INPAINTERS else _normalise(name)
-    factory = INPAINTERS.get(key)
+    factory = get_inpainter_factory(name)
+    return build_inpainter(factory, name, **options)
+
+
+def build_inpainter(factory: Callable[..., Inpainter], name: str, **options: Any) -> Inpainter:
+    """Call ``factory(**options)`` and check that it made an :class:`Inpainter`."""
     try:
         inpainter = factory(**options)
     except TypeError as exc:
-        raise ValueError(f"inpainter {key!r}: bad options {sorted(options)} ({exc})") from exc
+        raise ValueError(f"inpainter {name!r}: bad options {sorted(options)} ({exc})") from exc
     if not isinstance(inpainter, Inpainter):
-        raise TypeError(f"inpainter factory {key!r} returned {type(inpainter).__name__}, not an Inpainter")
+        raise TypeError(f"inpainter factory {name!r} returned {type(inpainter).__name__}, not an Inpainter")
     return inpainter
 
 
@@ -254,8 +277,9 @@ def available_inpainters() -> dict[str, str]:
     return status
 
 
-register_inpainter("telea", lambda radius=3.0: OpenCVInpainter("telea", radius))
-register_inpainter("ns", lambda radius=3.0: OpenCVInpainter("ns", radius))
-register_inpainter("fsr-fast", lambda: XPhotoInpainter("fsr-fast"))
-register_inpainter("fsr-best", lambda: XPhotoInpainter("fsr-best"))
+# partials of classes, not lambdas: worker processes receive the factory itself (picklable by reference)
+register_inpainter("telea", functools.partial(OpenCVInpainter, "telea"))
+register_inpainter("ns", functools.partial(OpenCVInpainter, "ns"))
+register_inpainter("fsr-fast", functools.partial(XPhotoInpainter, "fsr-fast"))
+register_inpainter("fsr-best", functools.partial(XPhotoInpainter, "fsr-best"))
 register_inpainter("patchmatch", PatchMatchInpainter)

@@ -118,7 +118,9 @@ class DeepfakeFaces(HubdetBuilder):
 
     def _sample(self, items: list[Item]) -> list[Item]:
         opts = self.options
-        by_label = {lab: sorted((it for it in items if it.label == lab), key=lambda it: it.file) for lab in (REAL, FAKE)}
+        by_label = {
+            lab: sorted((it for it in items if it.label == lab), key=lambda it: it.file) for lab in (REAL, FAKE)
+        }
         cap = min(len(v) for v in by_label.values()) if opts.balance else None
         if opts.max_per_class is not None:
             cap = opts.max_per_class if cap is None else min(cap, opts.max_per_class)

@@ -43,17 +43,25 @@ _MEANINGS = {
 
 
 def dataset_card_template() -> Path:
-    """Path of ``model_cards/dataset_card.md`` (beside the package in a checkout or an editable install)."""
-    env = os.environ.get("HUBDET_CARD_TEMPLATES")
-    candidates = [Path(env) / "dataset_card.md"] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "model_cards" / "dataset_card.md")
+    """Locate ``dataset_card.md`` as :func:`hubdet.models.cards.template_path` does (``data`` may not import
+    ``models``): ``$HUBDET_MODEL_CARDS``, package data ``hubdet/model_cards/`` of a wheel, else the checkout's
+    top-level ``model_cards/``."""
+    import importlib.resources
+
+    name = "dataset_card.md"
+    candidates = [Path(os.environ["HUBDET_MODEL_CARDS"]) / name] if os.environ.get("HUBDET_MODEL_CARDS") else []
+    try:
+        packaged = importlib.resources.files("hubdet") / "model_cards" / name
+        if packaged.is_file():
+            with importlib.resources.as_file(packaged) as path:
+                candidates.append(Path(path))
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):  # odd installs: fall through
+        pass
+    candidates.append(Path(__file__).resolve().parents[2] / "model_cards" / name)
     for path in candidates:
         if path.is_file():
             return path
-    raise FileNotFoundError(
-        f"dataset card template not found (looked in {', '.join(str(c) for c in candidates)}); "
-        "set HUBDET_CARD_TEMPLATES to the model_cards folder"
-    )
+    raise FileNotFoundError(f"dataset card template not found; looked in: {', '.join(str(c) for c in candidates)}")
 
 
 def _as_dict(ds: Any, split: str | None) -> dict[str, Any]:
@@ -72,9 +80,11 @@ def _as_dict(ds: Any, split: str | None) -> dict[str, Any]:
 
 
 def _find_bad_files(ds: Any) -> list[dict[str, str]] | None:
-    """The bad-file report a builder attached to ``ds`` (``bad_files`` attribute or ``info.description`` JSON)."""
+    """The bad-file report a builder attached to ``ds`` (``ds.report.bad_files``, or ``ds.bad_files``)."""
     for obj in (ds, *(ds.values() if hasattr(ds, "values") else ())):
         report = getattr(obj, "bad_files", None)
+        if report is None:
+            report = getattr(getattr(obj, "report", None), "bad_files", None)
         if isinstance(report, BadFileReport):
             return report.to_dict()["files"]
         if isinstance(report, dict) and "files" in report:

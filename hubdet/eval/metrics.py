@@ -112,7 +112,8 @@ def expected_calibration_error(labels: Any, probs: Any, n_bins: int = ECE_BINS) 
     total = sum(bins["count"])
     if total == 0:
         return None
-    return float(sum(c / total * abs(t - q) for c, t, q in zip(bins["count"], bins["prob_true"], bins["prob_pred"])))
+    triples = zip(bins["count"], bins["prob_true"], bins["prob_pred"], strict=True)
+    return float(sum(c / total * abs(t - q) for c, t, q in triples))
 
 
 def binary_metrics(labels: Any, probs: Any, threshold: float = 0.5) -> dict[str, Any]:
@@ -192,7 +193,7 @@ def box_ious(pred_boxes: Sequence[Any], true_boxes: Sequence[Any]) -> list[float
     if len(pred_boxes) != len(true_boxes):
         raise ValueError(f"pred_boxes and true_boxes differ in length ({len(pred_boxes)} vs {len(true_boxes)})")
     out: list[float | None] = []
-    for i, (pb, tb) in enumerate(zip(pred_boxes, true_boxes)):
+    for i, (pb, tb) in enumerate(zip(pred_boxes, true_boxes, strict=True)):
         truth = _normalise_box_list(tb, f"true_boxes[{i}]")
         if not truth:
             out.append(None)
@@ -274,7 +275,7 @@ def pixel_metrics(pred_masks: Sequence[Any], true_masks: Sequence[Any], threshol
     tp = fp = fn = 0
     f1s: list[float] = []
     ious: list[float] = []
-    for i, (pm, tm) in enumerate(zip(pred_masks, true_masks)):
+    for i, (pm, tm) in enumerate(zip(pred_masks, true_masks, strict=True)):
         if tm is None:
             continue
         t = _mask_array(tm, f"true_masks[{i}]", 0.5)

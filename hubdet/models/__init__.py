@@ -1,30 +1,29 @@
-"""Detectors: one registry of families (classifier, box head, ensemble, probe), save/load/push, cards."""
+"""Detectors: one registry of families (classifier, box head, ensemble, probe), save/load/push, cards.
 
-from hubdet.models._registry import (
-    DETECTORS,
-    FAMILIES,
-    create_detector,
-    from_pretrained,
-    list_detectors,
-    register_detector,
-    register_family,
-)
-from hubdet.models.base import Detector
-from hubdet.models.config import CalibrationConfig, DetectorConfig, PreprocessConfig
-from hubdet.models.output import DetectorOutput, Prediction
+Names are resolved lazily so that ``hubdet --help`` does not import torch.
+"""
 
-__all__ = [
-    "DETECTORS",
-    "FAMILIES",
-    "CalibrationConfig",
-    "Detector",
-    "DetectorConfig",
-    "DetectorOutput",
-    "Prediction",
-    "PreprocessConfig",
-    "create_detector",
-    "from_pretrained",
-    "list_detectors",
-    "register_detector",
-    "register_family",
-]
+from __future__ import annotations
+
+from hubdet._core.lazy import lazy_exports
+
+_LAZY = {
+    "DETECTORS": "hubdet.models._registry",
+    "FAMILIES": "hubdet.models._registry",
+    "create_detector": "hubdet.models._registry",
+    "from_pretrained": "hubdet.models._registry",
+    "list_detectors": "hubdet.models._registry",
+    "register_detector": "hubdet.models._registry",
+    "register_family": "hubdet.models._registry",
+    "Detector": "hubdet.models.base",
+    "CalibrationConfig": "hubdet.models.config",
+    "DetectorConfig": "hubdet.models.config",
+    "PreprocessConfig": "hubdet.models.config",
+    "DetectorOutput": "hubdet.models.output",
+    "Prediction": "hubdet.models.output",
+}
+
+__all__ = sorted(_LAZY)
+
+
+__getattr__, __dir__ = lazy_exports('hubdet.models', _LAZY, globals())

@@ -17,7 +17,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int
     logits = logits.detach().double().flatten()
     labels = labels.detach().double().flatten()
     if logits.numel() != labels.numel() or logits.numel() == 0:
-        raise ValueError(f"calibration needs matching, non-empty logits and labels ({logits.numel()}, {labels.numel()})")
+        raise ValueError(
+            f"calibration needs matching, non-empty logits and labels ({logits.numel()}, {labels.numel()})"
+        )
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
 

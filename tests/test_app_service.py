@@ -1,0 +1,410 @@
+"""The app's pure-python logic (hubdet.app.config, hubdet.app.service) with tiny detectors saved to tmp folders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import hubdet
+from hubdet._core.errors import BadImageError, ConfigError
+from hubdet.app import config as app_config
+from hubdet.app import service
+from hubdet.app.config import DetectorSpec, load_detector_specs, parse_detector_list, read_detectors_file
+from hubdet.app.service import AppInputError, DetectorPool, DetectorResult
+
+TINY = {"classifier": "classifier_tiny.test", "boxhead": "boxhead_tiny.test", "ensemble": "ensemble_tiny.test"}
+
+
+# ============================================================================ helpers shared with the server tests
+
+
+def save_tiny_detectors(root: Path) -> dict[str, Path]:
+    """Save the tiny variants of three families into ``root/<family>`` (fixed seed) and return the folders."""
+    folders = {}
+    for family, name in TINY.items():
+        torch.manual_seed(0)
+        folders[family] = hubdet.create_detector(name).save_pretrained(root / family)
+    return folders
+
+
+def photo_like(path: Path, size: tuple[int, int] = (96, 72), fmt: str = "JPEG", seed: int = 0) -> Path:
+    """A small noisy gradient image (photo-like enough for the decoder and the detectors)."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 255, w)[None, :, None]
+    y = np.linspace(0, 255, h)[:, None, None]
+    arr = np.clip(np.concatenate([x + 0 * y, y + 0 * x, 128 + 0 * x * y], -1) + rng.normal(0, 12, (h, w, 3)), 0, 255)
+    Image.fromarray(arr.astype(np.uint8), "RGB").save(path, format=fmt)
+    return path
+
+
+def bad_inputs(folder: Path) -> dict[str, Path]:
+    """Files the app must refuse with a clear message: kind -> path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    good = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good, "JPEG")
+    out = {
+        "non_image": folder / "notes.jpg",
+        "truncated": folder / "truncated.jpg",
+        "empty": folder / "empty.png",
+        "bomb": folder / "bomb.png",
+    }
+    out["non_image"].write_text("this is plain text, not an image\n")
+    out["truncated"].write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    out["empty"].write_bytes(b"")
+    Image.new("1", (10000, 10000)).save(out["bomb"], "PNG")  # 100 Mpx in ~12 kB: over the 64 Mpx limit
+    return out
+
+
+def odd_inputs(folder: Path) -> dict[str, Path]:
+    """Valid images in unusual encodings the app must normalise: kind -> path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = Image.open(photo_like(folder / "base.png", fmt="PNG")).convert("RGB")
+    out = {"gif": folder / "animated.gif", "cmyk": folder / "cmyk.jpg", "16bit": folder / "gray16.png",
+           "palette": folder / "palette.png", "alpha": folder / "alpha.png"}
+    frames = [base, base.transpose(Image.Transpose.FLIP_LEFT_RIGHT), base.rotate(180)]
+    frames[0].save(out["gif"], save_all=True, append_images=frames[1:], duration=100, loop=0)
+    base.convert("CMYK").save(out["cmyk"], "JPEG")
+    Image.fromarray(np.asarray(base.convert("L"), np.uint16) * 257).save(out["16bit"])
+    base.convert("P", palette=Image.Palette.ADAPTIVE).save(out["palette"])
+    rgba = base.convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.full((base.height, base.width), 90, np.uint8)))
+    rgba.save(out["alpha"])
+    return out
+
+
+EXPECTED_NOTES = {"gif": "3 frames", "cmyk": "CMYK", "16bit": "I;16", "palette": "mode P", "alpha": "composited"}
+EXPECTED_REASONS = {"non_image": "not an image", "truncated": "truncated", "empty": "empty",
+                    "bomb": "decompression bomb"}
+
+
+# ============================================================================ fixtures
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return save_tiny_detectors(tmp_path_factory.mktemp("app_detectors"))
+
+
+@pytest.fixture(scope="module")
+def pool(folders: dict[str, Path]) -> DetectorPool:
+    return DetectorPool([DetectorSpec(name=f, path=str(p)) for f, p in folders.items()])
+
+
+@pytest.fixture()
+def image(tmp_path: Path) -> Path:
+    return photo_like(tmp_path / "photo.jpg")
+
+
+# ============================================================================ config
+
+
+def test_detector_list_resolves_folders_registry_names_and_hub_ids(folders: dict[str, Path], tmp_path: Path) -> None:
+    text = f"{folders['classifier']}, mine=classifier_tiny.test ,org/repo@v1,box={folders['boxhead']}"
+    specs = parse_detector_list(text)
+    assert [s.name for s in specs] == ["classifier", "mine", "repo", "box"]
+    assert specs[0].path == str(folders["classifier"].resolve())
+    assert specs[1].registry == "classifier_tiny.test"
+    assert (specs[2].repo_id, specs[2].revision) == ("org/repo", "v1")
+    with pytest.raises(ConfigError, match="neither an existing folder"):
+        parse_detector_list("./no/such/folder/at/all")
+    with pytest.raises(ConfigError, match="appears twice"):
+        parse_detector_list("a=classifier_tiny.test,a=boxhead_tiny.test")
+
+
+def test_detectors_yaml_is_strict_and_resolves_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "ckpt").mkdir()
+    file = tmp_path / "detectors.yaml"
+    file.write_text("detectors:\n  - name: one\n    path: ckpt\n    description: hi\n"
+                    "  - name: two\n    repo_id: org/model\n    revision: main\n")
+    specs = read_detectors_file(file)
+    assert specs[0].path == str((tmp_path / "ckpt").resolve()) and specs[0].description == "hi"
+    assert specs[1].source == "hf://org/model@main"
+    file.write_text("detectors:\n  - name: one\n    pth: ckpt\n")
+    with pytest.raises(ConfigError, match="did you mean 'path'"):
+        read_detectors_file(file)
+    file.write_text("detectors:\n  - name: one\n    path: ckpt\n    repo_id: org/x\n")
+    with pytest.raises(ConfigError, match="exactly one of"):
+        read_detectors_file(file)
+
+
+def test_env_variable_overrides_the_defaults_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(app_config.ENV_LIST, "classifier_tiny.test")
+    assert [s.registry for s in load_detector_specs()] == ["classifier_tiny.test"]
+    monkeypatch.delenv(app_config.ENV_LIST)
+    file = tmp_path / "d.yaml"
+    file.write_text("detectors:\n  - name: x\n    registry: boxhead_tiny.test\n")
+    monkeypatch.setenv(app_config.ENV_CONFIG, str(file))
+    assert [s.name for s in load_detector_specs()] == ["x"]
+    assert [s.name for s in load_detector_specs(detectors="y=classifier_tiny.test")] == ["y"]
+
+
+def test_bundled_defaults_file_is_valid() -> None:
+    specs = read_detectors_file(app_config.DEFAULT_CONFIG)
+    assert len(specs) >= 3
+    assert all(s.path for s in specs), "bundled defaults must be local folders (the app works offline)"
+
+
+# ============================================================================ pool
+
+
+def test_pool_loads_lazily_once_across_threads(folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real_load = service._load
+
+    def counting_load(spec: DetectorSpec):  # noqa: ANN202
+        calls.append(spec.name)
+        return real_load(spec)
+
+    monkeypatch.setattr(service, "_load", counting_load)
+    pool = DetectorPool([DetectorSpec(name="c", path=str(folders["classifier"]))])
+    assert not pool.is_loaded("c") and calls == []
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(pool.get("c"))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["c"] and len({id(g) for g in got}) == 1 and pool.is_loaded("c")
+
+
+def test_pool_reports_missing_broken_and_unknown_detectors(folders: dict[str, Path], tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((folders["classifier"] / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    pool = DetectorPool([DetectorSpec(name="ok", path=str(folders["classifier"])),
+                         DetectorSpec(name="missing", path=str(tmp_path / "nope")),
+                         DetectorSpec(name="broken", path=str(broken))])
+    assert pool.names() == ["ok", "broken"] and "not found" in pool.problems["missing"]
+    with pytest.raises(service.DetectorLoadError, match="broken.*could not be loaded"):
+        pool.get("broken")
+    with pytest.raises(service.DetectorLoadError):  # cached failure, same message
+        pool.get("broken")
+    with pytest.raises(AppInputError, match="unavailable"):
+        pool.get("missing")
+    with pytest.raises(AppInputError, match="unknown detector"):
+        pool.get("nobody")
+    rows = {r["name"]: r for r in pool.describe()}
+    assert rows["broken"]["available"] is False and rows["missing"]["available"] is False
+    # a comparison still works: the broken detector's column carries the error
+    comparison = service.compare(pool, photo_like(tmp_path / "p.png", fmt="PNG"), ["ok", "broken"], explain_it=False)
+    by_name = {r.detector: r for r in comparison.results}
+    assert by_name["ok"].error is None and "could not be loaded" in by_name["broken"].error
+
+
+def test_hub_detectors_respect_offline_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pool = DetectorPool([DetectorSpec(name="hub", repo_id="someone/not-cached-anywhere")])
+    assert pool.names() == ["hub"]  # offered (it may be cached), and only tried when chosen
+    with pytest.raises(service.DetectorLoadError, match="offline=True"):
+        pool.get("hub")
+
+
+def test_selection_needs_two_to_four_detectors(pool: DetectorPool) -> None:
+    with pytest.raises(AppInputError, match="choose 2 to 4"):
+        pool.check_selection(["classifier"])
+    with pytest.raises(AppInputError, match="choose 2 to 4"):
+        pool.check_selection([])
+    assert pool.check_selection(["boxhead", "classifier", "boxhead"]) == ["boxhead", "classifier"]
+
+
+# ============================================================================ compare
+
+
+def test_compare_matches_each_detectors_own_prediction(pool: DetectorPool, image: Path) -> None:
+    comparison = service.compare(pool, image, ["classifier", "boxhead", "ensemble"])
+    assert [r.detector for r in comparison.results] == ["classifier", "boxhead", "ensemble"]
+    for result in comparison.results:
+        assert result.error is None
+        direct = pool.get(result.detector).predict([image])[0]
+        assert result.prob_fake == pytest.approx(direct.prob, abs=1e-5)
+        assert result.verdict == direct.verdict
+        assert 0.0 <= result.prob_fake <= 1.0 and result.seconds >= 0
+        assert result.heatmap_image is not None and result.heatmap_image.size == comparison.preview.size
+    box = {r.detector: r for r in comparison.results}["boxhead"]
+    assert box.supports_boxes and box.box_image is not None
+    x0, y0, x1, y1 = box.box
+    assert 0 <= x0 <= x1 <= 96 and 0 <= y0 <= y1 <= 72
+    assert {r.detector: r for r in comparison.results}["classifier"].box_image is None
+    payload = comparison.to_dict()
+    assert payload["ok"] and payload["image"]["width"] == 96
+    assert payload["summary"]["unanimous"] == (len({r.verdict for r in comparison.results}) == 1)
+
+
+def test_explanation_methods_and_geometry(pool: DetectorPool, tmp_path: Path) -> None:
+    img = Image.open(photo_like(tmp_path / "big.png", size=(128, 96), fmt="PNG")).convert("RGB")
+    heat, method = service.explain(pool.get("boxhead"), img)  # a CNN: Grad-CAM on its last conv
+    assert method.startswith("Grad-CAM") and heat.shape == (96, 128)
+    heat, method = service.explain(pool.get("ensemble"), img)  # detectors of detectors: occlusion
+    assert method.startswith("occlusion") and heat.shape == (96, 128)
+    assert 0.0 <= heat.min() and heat.max() <= 1.0
+    # a centre-cropping detector only sees the middle 32x32: the heatmap is zero elsewhere
+    torch.manual_seed(0)
+    cropper = hubdet.create_detector("classifier_tiny.test", preprocess={"resize": "center_crop"}).eval()
+    heat, _ = service.explain(cropper, img)
+    outside = heat.copy()
+    outside[32:64, 48:80] = 0
+    assert outside.max() == 0.0 and heat[32:64, 48:80].max() > 0.0
+
+
+def test_agreement_summary_names_the_disagreement() -> None:
+    results = [
+        DetectorResult("a", prob_fake=0.9, verdict="fake", box=[0, 0, 10, 10]),
+        DetectorResult("b", prob_fake=0.1, verdict="real", box=[5, 0, 15, 10]),
+        DetectorResult("c", prob_fake=0.8, verdict="fake"),
+        DetectorResult("d", error="boom"),
+    ]
+    summary = service.agreement_summary(results)
+    assert not summary["unanimous"] and summary["groups"] == {"fake": ["a", "c"], "real": ["b"]}
+    assert summary["prob_fake_min"] == 0.1 and summary["prob_fake_max"] == 0.9
+    ab = next(p for p in summary["pairs"] if (p["a"], p["b"]) == ("a", "b"))
+    assert ab["box_iou"] == pytest.approx(50 / 150, abs=1e-4) and not ab["same_verdict"]
+    assert "disagree" in summary["text"] and "d: error: boom" in summary["text"]
+    same = service.agreement_summary(results[:1] + results[2:3])
+    assert same["unanimous"] and "All 2 detectors agree: fake" in same["text"]
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_REASONS))
+def test_bad_inputs_raise_a_clear_reason(pool: DetectorPool, tmp_path: Path, kind: str) -> None:
+    path = bad_inputs(tmp_path)[kind]
+    with pytest.raises(BadImageError, match=EXPECTED_REASONS[kind]) as info:
+        service.compare(pool, path, ["classifier", "boxhead"], explain_it=False)
+    assert info.value.path == path.name
+
+
+def test_no_upload_is_a_clear_error(pool: DetectorPool) -> None:
+    with pytest.raises(BadImageError, match="no file was uploaded"):
+        service.compare(pool, None, ["classifier", "boxhead"])
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_NOTES))
+def test_unusual_encodings_are_normalised_and_noted(pool: DetectorPool, tmp_path: Path, kind: str) -> None:
+    path = odd_inputs(tmp_path)[kind]
+    comparison = service.compare(pool, path, ["classifier", "boxhead"], explain_it=False)
+    assert all(r.error is None for r in comparison.results)
+    assert any(EXPECTED_NOTES[kind] in note for note in comparison.image["notes"]), comparison.image["notes"]
+
+
+# ============================================================================ drawing
+
+
+def test_draw_box_and_overlay() -> None:
+    img = Image.new("RGB", (100, 80), (0, 128, 0))
+    out = service.draw_box(img, [20, 30, 60, 70], "")
+    assert out.getpixel((20, 50)) == (255, 40, 40) and out.getpixel((40, 50)) == (0, 128, 0)
+    half = service.draw_box(img, [20, 30, 60, 70], "", scale=0.5)
+    assert half.getpixel((10, 25)) == (255, 40, 40)
+    cold = service.overlay_heatmap(img, np.zeros((80, 100)))
+    assert np.array_equal(np.asarray(cold), np.asarray(img))
+    hot = np.zeros((8, 10), np.float32)
+    hot[:, 5:] = 1.0
+    warm = np.asarray(service.overlay_heatmap(img, hot)).astype(int)
+    assert np.abs(warm[:, :40] - np.asarray(img)[:, :40]).max() == 0
+    assert not np.array_equal(warm[:, 70:], np.asarray(img)[:, 70:])
+
+
+# ============================================================================ batch
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_batch_rows_for_files_and_zip_members(pool: DetectorPool, tmp_path: Path) -> None:
+    good = photo_like(tmp_path / "good.png", fmt="PNG")
+    bad = bad_inputs(tmp_path / "bad")
+    archive = _zip(tmp_path / "set.zip", {"inner/a.jpg": photo_like(tmp_path / "a.jpg").read_bytes(),
+                                           "inner/readme.txt": b"hello", "__MACOSX/._a.jpg": b"junk"})
+    rows = service.batch(pool, [good, bad["truncated"], archive], ["classifier", "boxhead"])
+    files = [r["file"] for r in rows]
+    expected = ["good.png", "truncated.jpg", "set.zip/inner/a.jpg", "set.zip/inner/readme.txt"]
+    assert files == [f for f in expected for _ in range(2)]
+    by = {(r["file"], r["detector"]): r for r in rows}
+    direct = pool.get("classifier").predict([good])[0]
+    assert by[("good.png", "classifier")]["prob_fake"] == pytest.approx(direct.prob, abs=1e-4)
+    assert by[("good.png", "boxhead")]["box"].count(",") == 3
+    assert "truncated" in by[("truncated.jpg", "boxhead")]["error"]
+    assert "not an image" in by[("set.zip/inner/readme.txt", "classifier")]["error"]
+    assert by[("set.zip/inner/a.jpg", "classifier")]["error"] == ""
+    csv_path = service.rows_to_csv(rows, tmp_path / "out.csv")
+    with csv_path.open() as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == service.BATCH_COLUMNS and len(table) == len(rows)
+
+
+def test_batch_refuses_oversized_and_bomb_zips(pool: DetectorPool, tmp_path: Path) -> None:
+    img = photo_like(tmp_path / "a.jpg").read_bytes()
+    many = _zip(tmp_path / "many.zip", {f"{i}.jpg": img for i in range(6)})
+    bomb = _zip(tmp_path / "bomb.zip", {"zeros.jpg": b"\0" * (4 * 2**20)})
+    limits = service.BatchLimits(max_zip_members=5, max_zip_total_bytes=10 * 2**20, max_files=50)
+    rows = service.batch(pool, [many, bomb], ["classifier"], limits=limits)
+    errors = {r["file"]: r["error"] for r in rows}
+    assert errors == {"many.zip": "zip refused: 6 files, over the limit of 5",
+                      "bomb.zip": errors["bomb.zip"]}
+    assert "zip bomb" in errors["bomb.zip"]
+    small = service.BatchLimits(max_zip_total_bytes=2 * 2**20)
+    rows = service.batch(pool, [bomb], ["classifier"], limits=small)
+    assert "over the limit of 2 MiB" in rows[0]["error"]
+    capped = service.batch(pool, [many], ["classifier"], limits=service.BatchLimits(max_files=2))
+    assert [r["error"] for r in capped][-1].startswith("batch stopped")
+
+
+def test_batch_needs_files_and_detectors(pool: DetectorPool, image: Path) -> None:
+    with pytest.raises(AppInputError, match="upload"):
+        service.batch(pool, [], ["classifier"])
+    with pytest.raises(AppInputError, match="at least one detector"):
+        service.batch(pool, [image], [])
+
+
+# ============================================================================ examples and leaderboard
+
+
+def test_examples_are_generated_once_and_decodable(tmp_path: Path) -> None:
+    paths = service.ensure_examples(tmp_path)
+    assert [p.name for p in paths] == ["scene.jpg", "scene_patched.jpg", "scene_rgba.png"]
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    assert [p.stat().st_mtime_ns for p in service.ensure_examples(tmp_path)] == stamps
+    decoded = service.decode_upload(paths[0])
+    arr = np.asarray(decoded.image, dtype=np.float32)
+    assert decoded.image.size == (640, 480) and arr.std() > 20  # a scene, not a flat colour
+
+
+def write_leaderboard(folder: Path) -> Path:
+    """Three real result files (two sources, a blur perturbation) made by the eval runner's test helper."""
+    from tests.test_leaderboard import make_result, write
+
+    write(folder / "good.json", make_result("models/good", 0.6))
+    write(folder / "weak.json", make_result("models/weak", 0.1))
+    write(folder / "sub" / "other.json", make_result("models/mid", 0.3, source="other"))
+    return folder
+
+
+def test_leaderboard_through_the_eval_module(tmp_path: Path) -> None:
+    results, message = service.load_leaderboard(write_leaderboard(tmp_path / "lb"))
+    assert len(results) == 3 and "3 result(s)" in message
+    choices = service.leaderboard_choices(results)
+    assert choices["source"] == ["All", "folder", "other"] and choices["perturbation"][0] == "clean"
+    assert len(choices["perturbation"]) == 2 and choices["default_metric"] in choices["metric"]
+    table = service.leaderboard_frame(results, source="All", perturbation="clean", metric="roc_auc")
+    assert list(table["model"])[:2] == ["models/good", "models/mid"] and list(table["rank"]) == [1, 2, 3]
+    only = service.leaderboard_frame(results, source="folder", perturbation=choices["perturbation"][1])
+    assert set(only["source"]) == {"folder"} and set(only["perturbation"]) == {choices["perturbation"][1]}
+    assert len(only) == 2
+    empty, message = service.load_leaderboard(tmp_path / "nothing")
+    assert empty is None and "No leaderboard results" in message
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "x.json").write_text("{not json")
+    broken, message = service.load_leaderboard(tmp_path / "broken")
+    assert broken is None and "x.json" in message
