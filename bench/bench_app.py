@@ -16,13 +16,15 @@ ImageNet weights) and their linear ensemble, saved to a temporary folder (``--qu
      forward in its ``tile_batch_size`` batches; an ensemble is the sum of its members' bare forwards (its fusion
      is a handful of flops). The sum over the detectors of the comparison is the practical limit.
 
-   Reported: median and 95th percentile latency of both, their ratio (target: < 1.5x), and the comparison with
-   heatmaps (``explain``) for information.
-2. Memory (not with ``--quick``): ``app.py`` is started in a subprocess with the same detectors and driven with
-   ``gradio_client`` (``--server-requests`` comparisons with heatmaps, then scores only); its peak resident memory
-   (``VmHWM``) is the app's peak memory (target: < 2 GB). The HTTP latencies are reported too.
+   Both bare variants are timed (default memory format and ``channels_last``); the faster is the limit. Reported:
+   median and 95th-percentile latency, their ratio to the limit (target: < 1.5x), and with ``--heatmaps`` the
+   comparison with heatmaps (Grad-CAM/occlusion) for information.
+2. Memory (not with ``--quick`` or ``--no-server``): ``app.py`` is started in a subprocess with the same detectors
+   and driven with ``gradio_client``: two comparisons with heatmaps (the first loads the detectors), then
+   ``--server-requests`` scores-only ones; its peak resident memory (``VmHWM``) is the app's peak memory (target:
+   < 2 GB). The HTTP latencies are reported too; ``--concurrency 4 8`` adds bursts of simultaneous requests.
 
-    HF_HUB_OFFLINE=1 python bench/bench_app.py            # 7 rounds + the server
+    HF_HUB_OFFLINE=1 python bench/bench_app.py            # 5 rounds + the server
     HF_HUB_OFFLINE=1 python bench/bench_app.py --quick    # tiny detectors, in process only, a few seconds
 """
 
@@ -124,7 +126,7 @@ def count_tiles(det: Any, width: int, height: int) -> int:
 
 
 def in_process(specs: list[tuple[str, str]], image: Path, size: tuple[int, int], rounds: int,
-               heatmaps: bool = True) -> dict[str, Any]:
+               heatmaps: bool = False) -> dict[str, Any]:
     import torch
 
     from hubdet.app.config import DetectorSpec
@@ -145,13 +147,23 @@ def in_process(specs: list[tuple[str, str]], image: Path, size: tuple[int, int],
     def app_compare_explain() -> None:
         compare(pool, str(image), names, explain_it=True)
 
+    plans_cl = {n: [(m, x.contiguous(memory_format=torch.channels_last)) for m, x in steps]
+                for n, steps in plans.items()}
+
     def bare_sum() -> None:
         with torch.inference_mode():
             for steps in plans.values():
                 for module, x in steps:
                     module(x)
 
-    fns: dict[str, Any] = {"app_compare": app_compare, "bare_forward_sum": bare_sum}
+    def bare_sum_cl() -> None:
+        with torch.inference_mode():
+            for steps in plans_cl.values():
+                for module, x in steps:
+                    module(x)
+
+    fns: dict[str, Any] = {"app_compare": app_compare, "bare_forward_sum": bare_sum,
+                           "bare_forward_sum_channels_last": bare_sum_cl}
     if heatmaps:
         fns["app_compare_with_heatmaps"] = app_compare_explain
     for fn in fns.values():  # warm-up
@@ -160,7 +172,7 @@ def in_process(specs: list[tuple[str, str]], image: Path, size: tuple[int, int],
     keys = list(fns)
     for r in range(rounds):
         for key in keys[r % len(keys):] + keys[:r % len(keys)]:
-            if key == "app_compare_with_heatmaps" and r % 2:  # heatmaps are informative only: every other round
+            if key == "app_compare_with_heatmaps" and r % 3:  # informative only, and slow: every third round
                 continue
             t0 = time.perf_counter()
             fns[key]()
@@ -168,10 +180,13 @@ def in_process(specs: list[tuple[str, str]], image: Path, size: tuple[int, int],
     stats = {k: {"median_s": round(statistics.median(v), 4), "p95_s": round(percentile(v, 95), 4),
                  "min_s": round(min(v), 4), "runs": len(v)} for k, v in times.items()}
     last = compare(pool, str(image), names, explain_it=False)
-    ratio_med = stats["app_compare"]["median_s"] / stats["bare_forward_sum"]["median_s"]
-    ratio_p95 = stats["app_compare"]["p95_s"] / stats["bare_forward_sum"]["median_s"]
+    limit = min(("bare_forward_sum", "bare_forward_sum_channels_last"), key=lambda k: stats[k]["median_s"])
+    ratio_med = stats["app_compare"]["median_s"] / stats[limit]["median_s"]
+    ratio_p95 = stats["app_compare"]["p95_s"] / stats[limit]["median_s"]
     return {
         "latency": stats,
+        "bare_limit": limit,
+        "app_vs_bare_sum_min_rounds": round(stats["app_compare"]["min_s"] / stats[limit]["min_s"], 3),
         "app_vs_bare_sum_median": round(ratio_med, 3),
         "app_p95_vs_bare_sum_median": round(ratio_p95, 3),
         "target_met (median < 1.5x)": ratio_med < 1.5,
@@ -208,18 +223,21 @@ def server(specs: list[tuple[str, str]], image: Path, requests: int, concurrency
                                "rss_idle_mib": round(peak_rss_mib(proc.pid))}
         names = [n for n, _ in specs]
         handle = handle_file(str(image))
-        first = client.predict(handle, names, True, api_name="/compare")
+        t0 = time.perf_counter()
+        first = client.predict(handle, names, True, api_name="/compare")  # loads the detectors, draws heatmaps
+        out["first_request_with_heatmaps_s"] = round(time.perf_counter() - t0, 2)
         if not first["ok"]:
             raise SystemExit(f"compare failed: {first['error']}")
-        for explain in (True, False):
-            times = []
-            for _ in range(requests):
-                t0 = time.perf_counter()
-                client.predict(handle, names, explain, api_name="/compare")
-                times.append(time.perf_counter() - t0)
-            key = "with_heatmaps" if explain else "scores_only"
-            out[f"http_latency_{key}"] = {"median_s": round(statistics.median(times), 3),
-                                          "p95_s": round(percentile(times, 95), 3)}
+        t0 = time.perf_counter()
+        client.predict(handle, names, True, api_name="/compare")
+        out["http_latency_with_heatmaps_s"] = round(time.perf_counter() - t0, 2)
+        times = []
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            client.predict(handle, names, False, api_name="/compare")
+            times.append(time.perf_counter() - t0)
+        out["http_latency_scores_only"] = {"median_s": round(statistics.median(times), 3),
+                                           "p95_s": round(percentile(times, 95), 3), "runs": len(times)}
         if concurrency:
             out["concurrent_requests"] = _concurrent(url, handle, names, concurrency)
         out["peak_rss_mib"] = round(peak_rss_mib(proc.pid))
@@ -258,19 +276,21 @@ def _concurrent(url: str, handle: Any, names: list[str], levels: list[int]) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="timed in-process rounds (after one warm-up)")
-    parser.add_argument("--server-requests", type=int, default=4, help="requests of each kind sent to app.py")
+    parser.add_argument("--rounds", type=int, default=5, help="timed in-process rounds (after one warm-up)")
+    parser.add_argument("--server-requests", type=int, default=3,
+                        help="scores-only requests sent to app.py (after one with heatmaps)")
     parser.add_argument("--no-server", action="store_true", help="skip the app.py subprocess (memory)")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[],
                         help="also send this many simultaneous requests to app.py (e.g. 4 8 16)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--image-size", type=int, nargs=2, default=[1024, 768], metavar=("W", "H"))
-    parser.add_argument("--no-heatmaps", action="store_true", help="skip the comparison with heatmaps")
+    parser.add_argument("--heatmaps", action="store_true",
+                        help="also time the comparison with heatmaps in process (slow; informative only)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: tiny detectors, a 96x64 image, 2 rounds, no heatmaps, no server")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.no_server, args.no_heatmaps, args.image_size = 2, True, True, [96, 64]
+        args.rounds, args.no_server, args.image_size = 2, True, [96, 64]
     logging.basicConfig(level=logging.WARNING)
     import torch
 
@@ -284,7 +304,8 @@ def main() -> None:
         image = test_image(work / f"bench_{size[0]}x{size[1]}.jpg", size)
         out: dict[str, Any] = {"benchmark": "app", "detectors": dict(specs), "detectors_are": kind,
                                "image": list(size), "rounds": args.rounds}
-        out["in_process"] = in_process(specs, image, size, args.rounds, heatmaps=not args.no_heatmaps)
+        if args.rounds > 0:
+            out["in_process"] = in_process(specs, image, size, args.rounds, heatmaps=args.heatmaps)
         if not args.no_server:
             out["server"] = server(specs, image, args.server_requests, args.concurrency)
     out.update(machine_info(load_before), torch_threads=torch.get_num_threads())

@@ -15,7 +15,7 @@ Side by side in ONE process, the contenders rotated every round (load from other
 
 Target (issue 7): ``prepare_folder`` >= 0.8x ``plain_pil_decode`` (files/s).
 
-    python bench/bench_data.py            # 64 640x480 JPEGs, 5 rounds
+    python bench/bench_data.py            # 128 640x480 JPEGs, 5 rounds
     python bench/bench_data.py --quick    # a few seconds
 """
 
@@ -40,7 +40,7 @@ from _common import machine_info, make_jpegs, time_rotated  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--n-images", type=int, default=64, help="files in the folder (half real, half fake)")
+    parser.add_argument("--n-images", type=int, default=128, help="files in the folder (half real, half fake)")
     parser.add_argument("--image-size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smoke run: 16 small images, 1 round")

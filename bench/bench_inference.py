@@ -16,9 +16,11 @@ by side in ONE process, the contenders rotated every round so that load from oth
   folder is loaded with ``pipeline("image-classification", model=folder)``. Both paths then see the same pixels
   (``agreement_max_abs_prob_diff`` checks it: sigmoid of the pipeline's logit vs hubdet's uncalibrated prob).
 
-Throughput is images/s of the median round. Targets (issue 7): predict >= 0.8x the bare limit, >= 1.5x the pipeline.
+Throughput is images/s of the median round (ratios of medians are the headline; ``best_rounds`` gives the ratios of
+the fastest rounds, the least disturbed by other processes on a shared machine).
+Targets (issue 7): predict >= 0.8x the bare limit, >= 1.5x the pipeline.
 
-    HF_HUB_OFFLINE=1 python bench/bench_inference.py            # 64 640x480 JPEGs, batch 32, 3 rounds
+    HF_HUB_OFFLINE=1 python bench/bench_inference.py            # 32 640x480 JPEGs, batch 32, 7 rounds
     HF_HUB_OFFLINE=1 python bench/bench_inference.py --quick    # a few seconds
 """
 
@@ -121,9 +123,11 @@ def bench_model(name: str, paths: list[Path], batch_size: int, rounds: int, work
     piped = pipe(str_paths[:k], batch_size=batch_size, function_to_apply="sigmoid", top_k=1)
     diff = max(abs(1 / (1 + np.exp(-p.logit)) - r[0]["score"]) for p, r in zip(preds, piped, strict=True))
     rate = {key: v["images_per_s"] for key, v in timings.items()}
+    best = {key: v["images_per_s_best"] for key, v in timings.items()}
     limit_key = max(("bare_timm_forward", "bare_timm_forward_channels_last"), key=lambda key: rate[key])
     vs_bare = rate["predict_files"] / rate[limit_key]
     vs_pipe = rate["predict_files"] / rate["transformers_pipeline"]
+    best_limit = max(best["bare_timm_forward"], best["bare_timm_forward_channels_last"])
     return {
         "model": name,
         "backbone": det.args.backbone,
@@ -134,6 +138,9 @@ def bench_model(name: str, paths: list[Path], batch_size: int, rounds: int, work
         "bare_limit": limit_key,
         "predict_vs_bare_limit": round(vs_bare, 3),
         "predict_vs_pipeline": round(vs_pipe, 3),
+        "predict_vs_bare_default_format": round(rate["predict_files"] / rate["bare_timm_forward"], 3),
+        "best_rounds": {"predict_vs_bare_limit": round(best["predict_files"] / best_limit, 3),
+                        "predict_vs_pipeline": round(best["predict_files"] / best["transformers_pipeline"], 3)},
         "target_vs_bare_met (>=0.8)": vs_bare >= 0.8,
         "target_vs_pipeline_met (>=1.5)": vs_pipe >= 1.5,
         "agreement_max_abs_prob_diff": float(f"{diff:.2e}"),
@@ -144,11 +151,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--models", nargs="+",
                         default=["classifier_efficientnet_lite0.in1k", "classifier_tiny.test"])
-    parser.add_argument("--n-images", type=int, default=64)
+    parser.add_argument("--n-images", type=int, default=32)
     parser.add_argument("--image-size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"),
                         help="size of the JPEG files (default: VGA, a typical web photo)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds (after one warm-up round)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: the tiny test variant, 32 320x240 images, 1 round")

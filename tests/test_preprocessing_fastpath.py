@@ -42,3 +42,22 @@ def test_to_batch_rejects_mixed_sizes() -> None:
     pre = PreprocessConfig(input_size=(8, 8))
     with pytest.raises(ValueError, match="one size"):
         to_batch([Image.new("RGB", (8, 8)), Image.new("RGB", (9, 8))], pre)
+
+
+def test_thread_map_keeps_order_and_raises_the_first_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hubdet.models.preprocessing import preprocess_threads, thread_map
+
+    monkeypatch.setenv("HUBDET_PREPROCESS_THREADS", "3")
+    assert preprocess_threads() == 3
+    assert thread_map(lambda x: x * x, list(range(20))) == [x * x for x in range(20)]
+
+    def fail_on_odd(x: int) -> int:
+        if x % 2:
+            raise ValueError(f"bad {x}")
+        return x
+
+    with pytest.raises(ValueError, match="bad 1"):
+        thread_map(fail_on_odd, [0, 1, 2, 3])
+    monkeypatch.setenv("HUBDET_PREPROCESS_THREADS", "nope")
+    with pytest.raises(ValueError, match="HUBDET_PREPROCESS_THREADS"):
+        preprocess_threads()

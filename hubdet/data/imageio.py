@@ -139,7 +139,7 @@ def open_image(source: ImageInput, *, max_pixels: int | None = None) -> tuple[Im
             quality = estimate_jpeg_quality(img) if fmt == "JPEG" else None
             n_frames = getattr(img, "n_frames", 1)
             img.seek(0)
-            img = ImageOps.exif_transpose(img) or img
+            ImageOps.exif_transpose(img, in_place=True)  # in place: no full-size copy of every decoded image
             img.load()
     except BadImageError:
         raise

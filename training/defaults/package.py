@@ -1,0 +1,224 @@
+"""Package the trained default detectors into ``defaults/`` (fp16 safetensors + config.json + model card).
+
+Run after ``prepare_data.py`` and the three trainings (``training/configs/defaults/*.yaml``)::
+
+    python training/defaults/package.py --runs runs/defaults --out defaults
+
+The ensemble folder holds its two members (``defaults/ensemble/members/{0,1}``); ``defaults/classifier`` and
+``defaults/boxhead`` are links to them, so each set of weights is stored once. fp16 is kept only if it costs no
+accuracy: the script compares fp32 and fp16 predictions on test images and refuses fp16 if a verdict changes or a
+probability moves by more than ``--max-prob-delta``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import hubdet
+from hubdet.models.cards import render_card
+
+logger = logging.getLogger("package_defaults")
+
+TRAINED_ON = {
+    "classifier": (
+        "1,090 training images (700 real, 390 generated) made by `training/defaults/prepare_data.py` from: real "
+        "photos from Debian packages (opencv-doc examples, mate/lomiri/plasma wallpapers: 61 photos, 8 random crops "
+        "each), ImageNet photos of the GenImage sample, classic benchmark photos (CBSD68, McMaster, Set5, Set14), "
+        "FFHQ/stock face photos; generated images from the GenImage sample (ADM, BigGAN, GLIDE, SD 1.4/1.5, VQDM, "
+        "Wukong), the gallery sample (LDM, SD 1.x/2.x, Kandinsky 2, VQGAN, BigGAN), StyleGAN/StyleGAN2-ADA faces "
+        "and 64-pixel DCGAN faces from the `gan-face-generate` wheel (paired with real faces degraded to 64 pixels). "
+        "Every image of both classes went through the same random-scale crop, resize to 224 and JPEG q70-95."
+    ),
+    "boxhead": (
+        "294 training photos (147 untouched, 147 inpainted) at 1024x768 made with `hubdet synth` from random crops "
+        "of the Debian photos, a rectangle or brush mask filled by OpenCV TELEA, NS, xphoto FSR or PatchMatch (one "
+        "backend per photo group), both classes saved as JPEG q90; trained on 224-pixel tiles cut at native "
+        "resolution."
+    ),
+    "probe": "The same 1,090 training images as the classifier (see its card); frozen ImageNet EfficientNet-Lite0 "
+    "features (global average pool, 1,280 numbers) and a scikit-learn logistic regression fitted once, no gradient "
+    "steps (seed 002's frozen-feature recipe).",
+    "ensemble": "No training of its own: the mean of its members' calibrated logits, then one temperature fitted "
+    "on the joint validation split (classifier + box head validation images).",
+}
+
+HELDOUT = {
+    "classifier": (
+        "**Unseen test split** (409 images): generators never seen in training (FLUX.1, SDXL-Turbo, PixArt-alpha, "
+        "HunyuanDiT, Kandinsky 3, DeepFloyd IF, DALL-E 2, Midjourney, StyleGAN3) against real sources never seen "
+        "(Kodak24, Urban100, StarGAN-v2 real faces)."
+    ),
+    "boxhead": (
+        "**Unseen test split** (64 images): `inpaint_pairs` of the shared sample data: 1024x768 photos with an "
+        "object removed by a patch-based tool that is not among the training backends, and their originals."
+    ),
+    "probe": "**Unseen test split**: the classifier's (409 images, generators and real sources never seen).",
+    "ensemble": "**Test split**: both members' test splits (409 + 64 images).",
+}
+
+LIMITATIONS = {
+    "classifier": [
+        "Trained on about a thousand images on a CPU: a demonstration detector, far from the accuracy of detectors "
+        "trained on GenImage or UniversalFakeDetect at scale. Read its held-out numbers before trusting a verdict.",
+        "Generators unlike those in training (new diffusion models, heavy post-processing, screenshots, photos of "
+        "screens) will often be called real.",
+        "Stylised art, renders and heavily edited photos are out of scope: they are neither photographs nor the "
+        "generated images it saw.",
+        "The research sample sets it was trained on have their own licences (GenImage: research terms; CelebA-HQ "
+        "derived faces: non-commercial).",
+    ],
+    "boxhead": [
+        "Trained on classical inpainting (diffusion-based OpenCV fills, FSR, PatchMatch) of 61 photos: learned "
+        "inpainters (LaMa, DeepFill, diffusion inpainting) leave other traces and are largely missed.",
+        "Scores each tile at native resolution: images much smaller than 224 pixels give it little to see, and "
+        "strong JPEG re-compression or resizing after inpainting weakens the traces.",
+        "The box is the merged region of the positive tiles: coarse, and only one region per image.",
+    ],
+    "probe": [
+        "ImageNet features were not made to see generation artefacts: it separates sources by content and style as "
+        "much as by artefacts, and fits its 1,090 training images perfectly (training accuracy 1.0).",
+        "Same data limits as the classifier: new generators, post-processing and non-photographs are out of scope.",
+    ],
+    "ensemble": [
+        "Inherits the limits of both members; the mean fusion cannot be better than its best member on data that "
+        "only one member understands.",
+    ],
+}
+
+
+def card_kwargs(name: str, det: Any, dataset_id: str, split_revision: str) -> dict[str, Any]:
+    """Card arguments: held-out results with the split's revision, what it was trained on, where it fails."""
+    training = det.config.metadata.get("training", {})
+    test = training.get("test") or {}
+    metrics = {k: v for k, v in test.items() if k in {
+        "roc_auc", "accuracy", "f1", "precision", "recall", "average_precision", "eer", "ece", "mean_iou",
+        "hit_rate@0.5"} and v is not None}
+    cfg = training.get("config", {})
+    table = {
+        "recipe": f"training/configs/defaults/{name}.yaml", "epochs": cfg.get("train", {}).get("epochs"),
+        "best epoch": training.get("best_epoch"), "best metric": f"{training.get('best_metric')} = "
+        f"{training.get('best_value')}", "optimizer": cfg.get("optim", {}).get("optimizer"),
+        "learning rate": cfg.get("optim", {}).get("lr"), "batch size": cfg.get("train", {}).get("batch_size"),
+    }
+    val = training.get("validation") or {}
+    sections = [
+        ("What it was trained on", TRAINED_ON[name]),
+        ("Held-out evaluation", HELDOUT[name] + "\n\n" + "\n".join(
+            f"- test {k}: {v:.4f}" for k, v in metrics.items()) + "\n\nValidation (same sources as training): "
+         + ", ".join(f"{k} {val[k]:.4f}" for k in ("roc_auc", "accuracy", "mean_iou") if val.get(k) is not None)),
+    ]
+    return {
+        "eval_results": [{"dataset": dataset_id, "dataset_name": f"hubdet defaults {name} test split",
+                          "split": "test", "revision": split_revision, "metrics": metrics}] if metrics else [],
+        "training": table,
+        "dataset": {"id": dataset_id, "name": f"prepare_data.py output ({name})", "revision": split_revision},
+        "model_name": f"hubdet-default-{name}",
+        "extra_limitations": LIMITATIONS[name],
+        "extra_sections": sections,
+        "license": "apache-2.0",
+    }
+
+
+def fp16_safe(det: Any, images: list[Path], max_delta: float) -> tuple[bool, float]:
+    """Whether fp16 weights keep every verdict and probabilities within ``max_delta`` on ``images``."""
+    before = det.predict(images, batch_size=16)
+    with tempfile.TemporaryDirectory() as tmp:
+        det.save_pretrained(tmp, dtype=torch.float16, card=False)
+        half = hubdet.from_pretrained(tmp)
+        after = half.predict(images, batch_size=16)
+    delta = max(abs(a.prob - b.prob) for a, b in zip(before, after, strict=True))
+    same = all(a.verdict == b.verdict for a, b in zip(before, after, strict=True))
+    return same and delta <= max_delta, delta
+
+
+def split_digest(data_dir: Path, split: str = "test") -> str:
+    """Content hash of a split (file names, labels, boxes and file bytes): the pinned revision in the cards."""
+    csv_name = "boxes.csv" if (data_dir / "boxes.csv").exists() else "labels.csv"
+    digest = hashlib.sha256()
+    for row in sorted(csv.DictReader((data_dir / csv_name).open()), key=lambda r: r["file"]):
+        if row.get("split") == split:
+            digest.update(json.dumps(row, sort_keys=True).encode())
+            digest.update(hashlib.sha256((data_dir / row["file"]).read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()[:40]
+
+
+def test_images(data_dir: Path, n: int) -> list[Path]:
+    csv_name = "boxes.csv" if (data_dir / "boxes.csv").exists() else "labels.csv"
+    rows = [r for r in csv.DictReader((data_dir / csv_name).open()) if r.get("split") == "test"]
+    return [data_dir / r["file"] for r in rows[:n]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("runs/defaults"))
+    parser.add_argument("--data", type=Path, default=Path("work_data/defaults"))
+    parser.add_argument("--out", type=Path, default=Path("defaults"))
+    parser.add_argument("--check-images", type=int, default=24)
+    parser.add_argument("--probe", type=Path, default=None, help="also ship this probe run (defaults/probe)")
+    parser.add_argument("--max-prob-delta", type=float, default=0.01)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    ens = hubdet.from_pretrained(args.runs / "ensemble" / "model")
+    members = {"classifier": ens.members[0], "boxhead": ens.members[1]}
+    data_dirs = {"classifier": args.data / "classify", "boxhead": args.data / "inpaint"}
+    report: dict[str, Any] = {}
+    dtype = torch.float16
+    for name, det in members.items():
+        ok, delta = fp16_safe(det, test_images(data_dirs[name], args.check_images), args.max_prob_delta)
+        report[name] = {"fp16_max_prob_delta": delta, "fp16_ok": ok}
+        if not ok:
+            dtype = None
+    logger.info("fp16 check: %s -> saving as %s", report, "fp16" if dtype else "fp32")
+
+    # member cards carry their own held-out results
+    for name, det in members.items():
+        run_meta = hubdet.from_pretrained(args.runs / name / "model").config.metadata
+        det.config.metadata["training"] = run_meta.get("training", {})
+    out = args.out
+    ens_dir = out / "ensemble"
+    if ens_dir.exists():
+        shutil.rmtree(ens_dir)
+    ens.config.metadata["training"] = hubdet.from_pretrained(args.runs / "ensemble" / "model").config.metadata.get(
+        "training", {})
+    revs = {name: split_digest(d) for name, d in data_dirs.items()}
+    joint = "sha256:" + hashlib.sha256((revs["classifier"] + revs["boxhead"]).encode()).hexdigest()[:40]
+    ens.save_pretrained(ens_dir, dtype=dtype, card_kwargs=card_kwargs("ensemble", ens, "hubdet-defaults/joint", joint))
+    for i, (name, det) in enumerate(members.items()):
+        folder = ens_dir / "members" / str(i)
+        dataset_id = f"hubdet-defaults/{'classify' if name == 'classifier' else 'inpaint'}"
+        render_card(det, **card_kwargs(name, det, dataset_id, revs[name])).save(folder / "README.md")
+        link = out / name
+        if link.is_symlink() or link.exists():
+            link.unlink() if link.is_symlink() else shutil.rmtree(link)
+        os.symlink(Path("ensemble") / "members" / str(i), link)
+    if args.probe is not None:
+        probe = hubdet.from_pretrained(args.probe)
+        ok, delta = fp16_safe(probe, test_images(data_dirs["classifier"], args.check_images), args.max_prob_delta)
+        report["probe"] = {"fp16_max_prob_delta": delta, "fp16_ok": ok}
+        probe_dir = out / "probe"
+        if probe_dir.exists():
+            shutil.rmtree(probe_dir)
+        probe.save_pretrained(probe_dir, dtype=torch.float16 if ok else None,
+                              card_kwargs=card_kwargs("probe", probe, "hubdet-defaults/classify",
+                                                      revs["classifier"]))
+    stored = [ens_dir] + ([out / "probe"] if args.probe is not None else [])
+    size = sum(f.stat().st_size for d in stored for f in d.rglob("*") if f.is_file())
+    report["total_bytes"] = size
+    (out / "PACKAGING.json").write_text(json.dumps(report, indent=2) + "\n")
+    logger.info("packaged %s (%.1f MB): %s", out, size / 1e6, report)
+
+
+if __name__ == "__main__":
+    main()
