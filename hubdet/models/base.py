@@ -65,6 +65,24 @@ class Detector(nn.Module):
         xyxy, used for images whose label is 1 and whose box has positive area."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ frozen layers
+    def keep_frozen_norms_in_eval(self, module: nn.Module | None) -> None:
+        """Keep the normalisation layers of ``module`` whose parameters are all frozen in eval mode, so their running
+        statistics stay those of the pretrained weights (``None``: no layer is kept frozen)."""
+        norm_types = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+        self._frozen_norms = [] if module is None else [
+            m for m in module.modules()
+            if isinstance(m, norm_types) and list(m.parameters(recurse=False))
+            and not any(p.requires_grad for p in m.parameters(recurse=False))
+        ]
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Detector:
+        super().train(mode)
+        for m in getattr(self, "_frozen_norms", ()):
+            m.eval()
+        return self
+
     # ------------------------------------------------------------------ preprocessing
     @property
     def transform(self) -> Callable[[Any], torch.Tensor]:

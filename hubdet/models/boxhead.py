@@ -294,7 +294,6 @@ class BoxHeadDetector(Detector):
         self.box = nn.Linear(features, 4)
         nn.init.zeros_(self.box.weight)  # start from the centred box of half the tile
         nn.init.zeros_(self.box.bias)
-        self._frozen_norms: list[nn.Module] = []
         if self.args.freeze_first_n_blocks:
             self._freeze_first_blocks(self.args.freeze_first_n_blocks)
 
@@ -311,18 +310,7 @@ class BoxHeadDetector(Detector):
         for name, p in self.backbone.named_parameters():
             if name in frozen:
                 p.requires_grad_(False)
-        norm_types = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
-        for m in self.backbone.modules():
-            params = list(m.parameters(recurse=False))
-            if isinstance(m, norm_types) and params and not any(p.requires_grad for p in params):
-                self._frozen_norms.append(m)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> BoxHeadDetector:
-        super().train(mode)
-        for m in getattr(self, "_frozen_norms", []):
-            m.eval()
-        return self
+        self.keep_frozen_norms_in_eval(self.backbone)
 
     # ------------------------------------------------------------------ forward
     def forward(

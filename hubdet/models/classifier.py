@@ -30,7 +30,6 @@ from hubdet.models.output import DetectorOutput
 
 logger = logging.getLogger(__name__)
 
-_NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
 @dataclass
@@ -120,7 +119,6 @@ class Classifier(Detector):
                             expected["mean"], expected["std"])
                 config.preprocess = pre.replace(mean=list(expected["mean"]), std=list(expected["std"]))
                 self._transform = None
-        self._frozen_norms: list[nn.Module] = []
         self.set_freeze(a.freeze, a.train_last_n_blocks)
 
     # ------------------------------------------------------------------ freezing
@@ -162,19 +160,7 @@ class Classifier(Detector):
                 trainable.update(names)
         for name, p in self.named_parameters():
             p.requires_grad_(name in trainable)
-        self._frozen_norms = []
-        if self.args.freeze_norm_stats and policy != "none":
-            for m in self.model.modules():
-                params = list(m.parameters(recurse=False))
-                if isinstance(m, _NORM_TYPES) and params and not any(p.requires_grad for p in params):
-                    self._frozen_norms.append(m)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> Classifier:
-        super().train(mode)
-        for m in getattr(self, "_frozen_norms", []):
-            m.eval()
-        return self
+        self.keep_frozen_norms_in_eval(self.model if self.args.freeze_norm_stats and policy != "none" else None)
 
     def num_trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
