@@ -65,6 +65,17 @@ class Detector(nn.Module):
         xyxy, used for images whose label is 1 and whose box has positive area."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ backbones
+    def build_backbone(self, name: str, **kwargs: Any) -> nn.Module:
+        """A timm feature backbone (no head) from :func:`~hubdet.models.backbones.create_backbone`; with
+        ``pretrained=True`` the weights it started from are recorded in ``config.weights_source``."""
+        from hubdet.models.backbones import create_backbone
+
+        module, source = create_backbone(name, pretrained=self.pretrained, num_classes=0, **kwargs)
+        if self.pretrained:
+            self.config.weights_source = source
+        return module
+
     # ------------------------------------------------------------------ frozen layers
     def keep_frozen_norms_in_eval(self, module: nn.Module | None) -> None:
         """Keep the normalisation layers of ``module`` whose parameters are all frozen in eval mode, so their running

@@ -35,7 +35,6 @@ from torch import nn
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError
 from hubdet.models._registry import register_detector, register_family
-from hubdet.models.backbones import create_backbone
 from hubdet.models.base import Detector
 from hubdet.models.boxes import (
     boxes_from_cxcywh_logits,
@@ -283,11 +282,7 @@ class BoxHeadDetector(Detector):
 
     def __init__(self, config: DetectorConfig, *, pretrained: bool = False) -> None:
         super().__init__(config, pretrained=pretrained)
-        self.backbone, source = create_backbone(
-            self.args.backbone, pretrained=pretrained, num_classes=0, **self.args.backbone_kwargs
-        )
-        if pretrained:
-            self.config.weights_source = source
+        self.backbone = self.build_backbone(self.args.backbone, **self.args.backbone_kwargs)
         features = int(self.backbone.num_features)
         self.dropout = nn.Dropout(self.args.dropout)
         self.presence = nn.Linear(features, 1)

@@ -29,7 +29,6 @@ from torch import nn
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import CheckpointError, ConfigError, NotFittedError
 from hubdet.models._registry import register_detector, register_family
-from hubdet.models.backbones import create_backbone
 from hubdet.models.base import Detector
 from hubdet.models.config import DetectorConfig
 from hubdet.models.output import DetectorOutput
@@ -138,11 +137,7 @@ class ProbeDetector(Detector):
 
     def __init__(self, config: DetectorConfig, *, pretrained: bool = False) -> None:
         super().__init__(config, pretrained=pretrained)
-        self.backbone, source = create_backbone(
-            self.args.backbone, pretrained=pretrained, num_classes=0, **self.args.backbone_kwargs
-        )
-        if pretrained:
-            self.config.weights_source = source
+        self.backbone = self.build_backbone(self.args.backbone, **self.args.backbone_kwargs)
         self.backbone.requires_grad_(False)
         self.backbone.eval()
         self.num_features = int(self.backbone.num_features)
