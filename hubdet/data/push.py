@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hubdet._core.templates import card_template
 from hubdet.data.imageio import BadFileReport
 
 logger = logging.getLogger(__name__)
@@ -43,25 +44,8 @@ _MEANINGS = {
 
 
 def dataset_card_template() -> Path:
-    """Locate ``dataset_card.md`` as :func:`hubdet.models.cards.template_path` does (``data`` may not import
-    ``models``): ``$HUBDET_MODEL_CARDS``, package data ``hubdet/model_cards/`` of a wheel, else the checkout's
-    top-level ``model_cards/``."""
-    import importlib.resources
-
-    name = "dataset_card.md"
-    candidates = [Path(os.environ["HUBDET_MODEL_CARDS"]) / name] if os.environ.get("HUBDET_MODEL_CARDS") else []
-    try:
-        packaged = importlib.resources.files("hubdet") / "model_cards" / name
-        if packaged.is_file():
-            with importlib.resources.as_file(packaged) as path:
-                candidates.append(Path(path))
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):  # odd installs: fall through
-        pass
-    candidates.append(Path(__file__).resolve().parents[2] / "model_cards" / name)
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"dataset card template not found; looked in: {', '.join(str(c) for c in candidates)}")
+    """Locate ``dataset_card.md`` (see :func:`hubdet._core.templates.card_template`)."""
+    return card_template("dataset_card.md")
 
 
 def _as_dict(ds: Any, split: str | None) -> dict[str, Any]:

@@ -12,10 +12,8 @@ wheel ships it as package data at ``hubdet/model_cards/`` (read through ``import
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hubdet._core.errors import ConfigError
+from hubdet._core.templates import card_template
 
 logger = logging.getLogger(__name__)
 
@@ -35,28 +34,8 @@ _EXTRA_KEYS = {
 
 
 def template_path(name: str = TEMPLATE_NAME) -> Path:
-    """Locate a card template: package data of an installed wheel, else ``model_cards/`` of the checkout.
-
-    ``HUBDET_MODEL_CARDS`` (a folder) takes precedence, for custom templates.
-    """
-    tried: list[str] = []
-    env = os.environ.get("HUBDET_MODEL_CARDS")
-    candidates: list[Path] = [Path(env) / name] if env else []
-    try:
-        packaged = importlib.resources.files("hubdet") / "model_cards" / name
-        if packaged.is_file():
-            with importlib.resources.as_file(packaged) as p:
-                candidates.append(Path(p))
-        else:
-            tried.append(str(packaged))
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):  # pragma: no cover - odd installs
-        pass
-    candidates.append(Path(__file__).resolve().parents[2] / "model_cards" / name)
-    for path in candidates:
-        if path.is_file():
-            return path
-        tried.append(str(path))
-    raise FileNotFoundError(f"model card template {name!r} not found; looked in: {', '.join(tried)}")
+    """Locate a card template (see :func:`hubdet._core.templates.card_template`)."""
+    return card_template(name)
 
 
 def _fmt(value: Any) -> str:
