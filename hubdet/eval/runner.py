@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubdet._core.files import sha256_file
 from hubdet.eval.metrics import binary_metrics, box_metrics, pixel_metrics
 from hubdet.eval.results import PROTOCOL_VERSION, SCHEMA_NAME, DatasetInfo, ModelInfo, validate_result
 from hubdet.eval.robustness import Perturbation, metric_drops, resolve_perturbations
@@ -31,15 +32,6 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 # --------------------------------------------------------------------------- models
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """The sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _weights_sha256_of(detector: Any) -> str:

@@ -33,7 +33,6 @@ changed member is refused. A saved ensemble only loads members from inside its f
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -48,6 +47,7 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import CheckpointError, ConfigError
+from hubdet._core.files import sha256_file
 from hubdet.models._registry import create_detector, from_pretrained, register_detector, register_family
 from hubdet.models.base import WEIGHTS_NAME, Detector
 from hubdet.models.config import DetectorConfig, PreprocessConfig
@@ -88,15 +88,6 @@ class EnsembleArgs(StrictConfig):
             raise ConfigError(f"EnsembleArgs.box_member {self.box_member} is not a member index")
         if self.member_sha256 is not None and len(self.member_sha256) != len(self.members):
             raise ConfigError("EnsembleArgs.member_sha256 must have one digest per member")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file (streamed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def convert_pixels(pixel_values: torch.Tensor, src: PreprocessConfig, dst: PreprocessConfig) -> torch.Tensor:
