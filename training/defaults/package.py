@@ -98,7 +98,7 @@ LIMITATIONS = {
 
 
 def card_kwargs(name: str, det: Any, dataset_id: str, split_revision: str,
-                test_override: dict[str, Any] | None = None) -> dict[str, Any]:
+                test_override: dict[str, Any] | None = None, heldout_note: str = "") -> dict[str, Any]:
     """Card arguments: held-out results with the split's revision, what it was trained on, where it fails.
 
     ``test_override``: metrics of the shipped checkpoint from ``hubdet evaluate`` (when post-processing chosen on
@@ -118,7 +118,7 @@ def card_kwargs(name: str, det: Any, dataset_id: str, split_revision: str,
     val = training.get("validation") or {}
     sections = [
         ("What it was trained on", TRAINED_ON[name]),
-        ("Held-out evaluation", HELDOUT[name] + "\n\n" + "\n".join(
+        ("Held-out evaluation", HELDOUT[name] + heldout_note + "\n\n" + "\n".join(
             f"- test {k}: {v:.4f}" for k, v in metrics.items()) + "\n\nValidation (same sources as training): "
          + ", ".join(f"{k} {val[k]:.4f}" for k in ("roc_auc", "accuracy", "mean_iou") if val.get(k) is not None)),
     ]
@@ -211,17 +211,17 @@ def main(argv: list[str] | None = None) -> None:
     for i, (name, det) in enumerate(members.items()):
         folder = ens_dir / "members" / str(i)
         dataset_id = f"hubdet-defaults/{'classify' if name == 'classifier' else 'inpaint'}"
-        override = None
+        override, note = None, ""
         if name == "boxhead" and args.boxhead_eval is not None:
             override = json.loads(args.boxhead_eval.read_text())["metrics"]
             rule = det.config.metadata.get("region_rule", {})
             before = det.config.metadata.get("training", {}).get("test", {}).get("mean_iou", float("nan"))
-            HELDOUT["boxhead"] += (
+            note = (
                 f" Region rule chosen on validation after training ({rule}); the test numbers below are those of the "
                 "shipped rule, measured with `hubdet evaluate` (the trainer's test with the default merge rule gave "
                 f"mean IoU {before:.3f})."
             )
-        render_card(det, **card_kwargs(name, det, dataset_id, revs[name], override)).save(folder / "README.md")
+        render_card(det, **card_kwargs(name, det, dataset_id, revs[name], override, note)).save(folder / "README.md")
         link = out / name
         if link.is_symlink() or link.exists():
             link.unlink() if link.is_symlink() else shutil.rmtree(link)
