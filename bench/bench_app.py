@@ -2,7 +2,7 @@
 """App speed: a side-by-side comparison with every bundled detector on a 1024x768 image, against the sum of
 the detectors' bare forwards; the app's peak memory.
 
-Detectors: the app's bundled ones (``defaults/detectors.yaml``: ``classifier``, ``boxhead``, ``ensemble``) when
+Detectors: the app's bundled ones (``defaults/detectors.yaml``: classifier, boxhead, copymove, ensemble) when
 their folders exist; otherwise stand-ins of the same shape: an EfficientNet-Lite0 classifier and box head (offline
 ImageNet weights) and their linear ensemble, saved to a temporary folder (``--quick``: the tiny test variants).
 
@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, percentile  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLED = ("classifier", "boxhead", "ensemble")
+BUNDLED = ("classifier", "boxhead", "copymove", "ensemble")
 
 
 def peak_rss_mib(pid: int | str = "self") -> float:

@@ -116,6 +116,35 @@ def test_box_comes_from_the_box_member(member_dirs):
     assert out.boxes.shape == (2, 4)
 
 
+@pytest.mark.parametrize("winner", [0, 1])
+def test_box_from_the_most_confident_box_member(tmp_path, winner):
+    dirs = []
+    for i in range(2):
+        torch.manual_seed(i)
+        box = create_detector("boxhead_tiny.test")
+        with torch.no_grad():  # the winner's presence logit is far above the other's on every image
+            box.presence.bias.fill_(50.0 if i == winner else -50.0)
+        dirs.append(box.save_pretrained(tmp_path / f"box{i}", card=False))
+    ens = create_detector("ensemble_tiny.test", members=[str(p) for p in dirs], fusion="mean",
+                          box_from="most_confident")
+    assert ens.box_members == [0, 1]
+    images = [_noise(100, 80, seed=1), _noise(64, 90, seed=2)]
+    preds = ens.predict(images)
+    own = ens.members[winner].predict(images)
+    other = ens.members[1 - winner].predict(images)
+    for pred, mine, theirs in zip(preds, own, other, strict=True):
+        assert pred.box == mine.box and pred.box_score == mine.box_score and mine.box != theirs.box
+        assert pred.extra["box_from"] == "boxhead_tiny.test"
+    pixels = torch.randn(3, 3, 32, 32)
+    out = ens(pixels)
+    expected = ens.members[winner](convert_pixels(pixels, ens.config.preprocess, ens.members[winner].config.preprocess))
+    assert torch.allclose(out.boxes, expected.boxes.float())
+    with pytest.raises(ConfigError, match="box_member"):
+        create_detector("ensemble_tiny.test", members=[str(p) for p in dirs], box_from="most_confident", box_member=0)
+    with pytest.raises(ConfigError, match="box_from"):
+        create_detector("ensemble_tiny.test", members=[str(p) for p in dirs], box_from="largest")
+
+
 def test_no_box_without_a_box_member(member_dirs):
     ens = create_detector("ensemble_tiny.test", members=[str(member_dirs[0])] * 2, fusion="mean")
     assert not ens.supports_boxes

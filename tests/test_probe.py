@@ -177,3 +177,25 @@ def test_probe_never_pickles(fitted_folder):
     data = (folder / HEAD_NAME).read_bytes()
     assert data[:2] == b"PK"  # a skops zip archive
     assert np.asarray(sorted(sio.get_untrusted_types(file=folder / HEAD_NAME))).size == 0
+
+
+def test_extra_backbones_concatenate_renormalised_features(tmp_path):
+    probe = _probe(classifier="linear_probe", extra_backbones=["test_efficientnet"])
+    extra = probe.extra_backbones[0]
+    assert all(not p.requires_grad for p in extra.parameters())
+    probe.train()
+    assert not extra.training
+    pixels = torch.randn(6, 3, 32, 32)
+    feats = probe.extract_features(pixels)
+    assert feats.shape == (6, N_FEATURES + extra.num_features) == (6, probe.num_features)
+    assert torch.allclose(feats[:, :N_FEATURES], probe.backbone(pixels))
+    # the extra backbone sees the pixels mapped from the probe's mean/std (0.5) to its own (ImageNet)
+    raw = pixels * 0.5 + 0.5
+    own = (raw - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(
+        1, 3, 1, 1)
+    assert torch.allclose(feats[:, N_FEATURES:], extra(own), atol=1e-5)
+    probe.fit_head(feats, torch.tensor([0, 1] * 3))
+    probe.save_pretrained(tmp_path / "p")
+    loaded = from_pretrained(tmp_path / "p")
+    assert len(loaded.extra_backbones) == 1
+    assert torch.allclose(loaded(pixels).logits, probe(pixels).logits, atol=1e-5)

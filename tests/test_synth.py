@@ -302,3 +302,47 @@ def test_synth_help_is_fast_and_light():
             "print(sorted(m for m in ('torch', 'datasets', 'cv2', 'numpy') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------ exemplar
+
+
+def _texture(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth random colour texture (blurred noise): every block differs, neighbours are correlated."""
+    import cv2
+
+    noise = np.random.default_rng(seed).normal(0, 1, (h, w, 3)).astype(np.float32)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 1.5)
+    return np.clip(128 + smooth / smooth.std() * 40, 0, 255).astype(np.uint8)
+
+
+def test_exemplar_copies_known_pixels_exactly():
+    """Criminisi-style fill: known pixels unchanged, the hole fully filled, every filled colour copied."""
+    image = _texture(96, 128, seed=0)
+    mask = np.zeros(image.shape[:2], bool)
+    mask[30:62, 40:90] = True
+    mask[70:80, 5:20] = True  # a second hole, near the border
+    corrupt = image.copy()
+    corrupt[mask] = (255, 0, 255)
+    out = create_inpainter("exemplar").inpaint(corrupt, mask)
+    assert np.array_equal(out[~mask], image[~mask])
+    known = {tuple(v) for v in image[~mask].reshape(-1, 3)}
+    assert all(tuple(v) in known for v in out[mask].reshape(-1, 3))
+    assert not np.any(np.all(out[mask] == (255, 0, 255), axis=-1))  # no hole pixel left
+    assert np.array_equal(out, create_inpainter("exemplar", seed=3).inpaint(corrupt, mask))  # deterministic
+    with pytest.raises(ValueError, match="odd"):
+        create_inpainter("exemplar", patch_size=8)
+
+
+def test_synth_command_with_exemplar_backend(photos, tmp_path):
+    from hubdet.cli import main
+
+    out = tmp_path / "out"
+    assert main(["synth", "--input-dir", str(photos), "--output-dir", str(out), "--backend", "exemplar",
+                 "--seed", "1", "--fraction", "0.5", "--no-progress"]) == 0
+    rows = _rows(out)
+    assert {r["generator"] for r in rows if r["label"] == "fake"} == {"exemplar-criminisi"}
+    data = pytest.importorskip("hubdet.data")
+    ds = data.load_source("folder", out, split="train", cache_dir=str(tmp_path / "cache"))
+    assert len(ds) == len(rows) == 6
+    assert sum(len(ex["boxes"]) for ex in ds) == sum(r["label"] == "fake" for r in rows) == 3

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-SYNTH_BACKENDS_HELP = "telea, ns, fsr-fast, fsr-best, patchmatch, or a registered learned backend"
+SYNTH_BACKENDS_HELP = "telea, ns, fsr-fast, fsr-best, patchmatch, exemplar, or a registered learned backend"
 
 
 def _echo(text: str) -> None:

@@ -17,6 +17,7 @@ name             generator (recorded)        what
 ``fsr-fast``     ``opencv-xphoto-fsr-fast``  opencv-contrib ``cv2.xphoto.inpaint``, ``INPAINT_FSR_FAST``
 ``fsr-best``     ``opencv-xphoto-fsr-best``  same, ``INPAINT_FSR_BEST`` (much slower)
 ``patchmatch``   ``patchmatch``              ``pypatchmatch`` (PatchMatch, Barnes et al. 2009)
+``exemplar``     ``exemplar-criminisi``      exemplar-based fill (Criminisi et al. 2004): exact copies of known patches
 ===============  ==========================  ==================================================
 
 Learned inpainters (DeepFillv2, LaMa, ...) plug in with :func:`register_inpainter`; hubdet ships none
@@ -70,6 +71,7 @@ __all__ = [
     "OpenCVInpainter",
     "XPhotoInpainter",
     "PatchMatchInpainter",
+    "ExemplarInpainter",
     "available_inpainters",
     "build_inpainter",
     "create_inpainter",
@@ -199,6 +201,144 @@ class PatchMatchInpainter(Inpainter):
         return self._pm.inpaint(image, mask.astype(np.uint8) * 255, patch_size=self.patch_size)
 
 
+class ExemplarInpainter(Inpainter):
+    """Exemplar-based inpainting (Criminisi, Perez and Toyama 2004): the hole is filled patch by patch with
+    pixels copied EXACTLY from the known region, as patch-based object removal tools do.
+
+    Each step takes the fill-front pixel of highest priority ``confidence x data term`` (the data term is the
+    strength of the isophote hitting the front, so linear structures are propagated first), finds the fully known
+    ``patch_size`` square with the smallest SSD over the target patch's known pixels (``cv2.matchTemplate`` with a
+    mask) and copies its pixels into the target's unknown ones. For speed the search is limited to a window of
+    ``search_radius`` pixels plus the target's distance to the known region around the target (capped at
+    ``max_radius``; widened to the whole image only when the window holds no candidate). Ties go to the candidate
+    nearest the target, so the result is a pure function of the input (no randomness, ``seed`` is unused).
+    A 1024x768 photo with a hole of 10% of its area takes a few seconds on one CPU core.
+    """
+
+    name = "exemplar"
+    generator = "exemplar-criminisi"
+
+    def __init__(self, patch_size: int = 9, search_radius: int = 40, max_radius: int = 100, seed: int = 0) -> None:
+        super().__init__()
+        if patch_size < 3 or patch_size % 2 == 0:
+            raise ValueError(f"patch_size must be an odd number >= 3, got {patch_size}")
+        if search_radius < patch_size or max_radius < search_radius:
+            raise ValueError("need patch_size <= search_radius <= max_radius")
+        self.patch_size = int(patch_size)
+        self.search_radius = int(search_radius)
+        self.max_radius = int(max_radius)
+        self.seed = int(seed)  # accepted for the benchmark maker's interface; the fill is deterministic
+
+    def _fill(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import cv2
+
+        h, w = mask.shape
+        p = self.patch_size
+        half = p // 2
+        if h < p or w < p:
+            raise ValueError(f"exemplar: image {w}x{h} is smaller than one {p}x{p} patch")
+        img = image.astype(np.float32)
+        hole = mask.copy()
+        known0 = (~mask).astype(np.uint8)
+        # a candidate (top-left corner) is valid if its whole patch lies in the originally known region
+        valid = cv2.erode(known0, np.ones((p, p), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        valid = valid[half : h - half, half : w - half].astype(bool)  # indexed by top-left corner
+        if not valid.any():
+            raise ValueError(f"exemplar: no fully known {p}x{p} patch to copy from")
+        dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+        conf = known0.astype(np.float32)
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+        priority = np.full((h, w), -1.0, np.float32)
+        ys, xs = np.nonzero(mask)
+        self._update_priority(priority, hole, conf, gray, (int(ys.min()), int(ys.max()) + 1, int(xs.min()),
+                                                           int(xs.max()) + 1))
+        remaining = int(hole.sum())
+        while remaining:
+            idx = int(np.argmax(priority))
+            cy, cx = divmod(idx, w)
+            if priority[cy, cx] < 0:  # cannot happen while pixels remain; guards an endless loop
+                raise RuntimeError("exemplar: fill front lost")
+            cy = min(max(cy, half), h - 1 - half)
+            cx = min(max(cx, half), w - 1 - half)
+            ty, tx = cy - half, cx - half  # target top-left
+            target_hole = hole[ty : ty + p, tx : tx + p]
+            sy, sx = self._best_source(img, hole, valid, ty, tx, float(dist[cy, cx]))
+            src = img[sy : sy + p, sx : sx + p]
+            img[ty : ty + p, tx : tx + p][target_hole] = src[target_hole]
+            gray[ty : ty + p, tx : tx + p][target_hole] = cv2.cvtColor(
+                np.ascontiguousarray(src), cv2.COLOR_RGB2GRAY)[target_hole] / 255.0
+            patch_conf = conf[ty : ty + p, tx : tx + p]
+            c = float(patch_conf[~target_hole].sum()) / (p * p)
+            patch_conf[target_hole] = c
+            remaining -= int(target_hole.sum())
+            target_hole[:] = False
+            m = 2 * p
+            self._update_priority(priority, hole, conf, gray, (ty - m, ty + p + m, tx - m, tx + p + m))
+        return img.astype(np.uint8)
+
+    def _best_source(self, img: np.ndarray, hole: np.ndarray, valid: np.ndarray, ty: int, tx: int,
+                     dist: float) -> tuple[int, int]:
+        """Top-left corner of the fully known patch with the least masked SSD to the target patch."""
+        import cv2
+
+        p = self.patch_size
+        h, w = hole.shape
+        template = img[ty : ty + p, tx : tx + p]
+        weights = (~hole[ty : ty + p, tx : tx + p]).astype(np.float32)
+        radius = min(self.search_radius + int(np.ceil(dist)), self.max_radius)
+        while True:
+            y0, y1 = max(0, ty - radius), min(h, ty + p + radius)
+            x0, x1 = max(0, tx - radius), min(w, tx + p + radius)
+            ok = valid[y0 : y1 - p + 1, x0 : x1 - p + 1]
+            if ok.any():
+                break
+            if y0 == 0 and x0 == 0 and y1 == h and x1 == w:  # pragma: no cover - valid.any() was checked
+                raise RuntimeError("exemplar: no source patch")
+            radius *= 2
+        ssd = cv2.matchTemplate(img[y0:y1, x0:x1], template, cv2.TM_SQDIFF, mask=weights)
+        ssd = np.where(ok, ssd, np.inf)
+        best = float(ssd.min())
+        cand_y, cand_x = np.nonzero(ssd <= best + 1e-3 * max(best, 1.0))
+        near = int(np.argmin((cand_y + y0 - ty) ** 2 + (cand_x + x0 - tx) ** 2))
+        return int(cand_y[near] + y0), int(cand_x[near] + x0)
+
+    def _update_priority(self, priority: np.ndarray, hole: np.ndarray, conf: np.ndarray, gray: np.ndarray,
+                         box: tuple[int, int, int, int]) -> None:
+        """Recompute ``confidence x data term`` of the fill-front pixels inside ``box`` (y0, y1, x0, x1)."""
+        import cv2
+
+        h, w = hole.shape
+        p = self.patch_size
+        pad = p // 2 + 2
+        y0, y1, x0, x1 = max(0, box[0]), min(h, box[1]), max(0, box[2]), min(w, box[3])
+        if y0 >= y1 or x0 >= x1:
+            return
+        # work on the box plus a margin so that the filters see the same neighbourhood as on the full image
+        wy0, wy1, wx0, wx1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
+        sub_hole = hole[wy0:wy1, wx0:wx1]
+        known = (~sub_hole).astype(np.float32)
+        front = sub_hole & (cv2.dilate(known, np.ones((3, 3), np.uint8)) > 0)
+        border = cv2.BORDER_CONSTANT
+        c_sum = cv2.boxFilter(conf[wy0:wy1, wx0:wx1] * known, -1, (p, p), normalize=True, borderType=border)
+        # isophotes: image gradients at known pixels away from the hole, averaged over each patch
+        g = gray[wy0:wy1, wx0:wx1]
+        gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+        inner = cv2.erode(known, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+        cnt = cv2.boxFilter(inner, -1, (p, p), normalize=False, borderType=border) + 1e-6
+        mgx = cv2.boxFilter(gx * inner, -1, (p, p), normalize=False, borderType=border) / cnt
+        mgy = cv2.boxFilter(gy * inner, -1, (p, p), normalize=False, borderType=border) / cnt
+        # normal of the fill front: gradient of the (smoothed) known mask
+        sm = cv2.GaussianBlur(known, (5, 5), 1.0)
+        nx = cv2.Sobel(sm, cv2.CV_32F, 1, 0, ksize=3)
+        ny = cv2.Sobel(sm, cv2.CV_32F, 0, 1, ksize=3)
+        norm = np.sqrt(nx * nx + ny * ny) + 1e-6
+        data = np.abs(-mgy * nx / norm + mgx * ny / norm) + 1e-3
+        pri = np.where(front, c_sum * data, -1.0).astype(np.float32)
+        oy, ox = y0 - wy0, x0 - wx0
+        priority[y0:y1, x0:x1] = pri[oy : oy + (y1 - y0), ox : ox + (x1 - x0)]
+
+
 def _load_patchmatch() -> Any:
     """Import ``patchmatch`` and check that its native library loaded; raise a clear error otherwise."""
     try:
@@ -283,3 +423,4 @@ register_inpainter("ns", functools.partial(OpenCVInpainter, "ns"))
 register_inpainter("fsr-fast", functools.partial(XPhotoInpainter, "fsr-fast"))
 register_inpainter("fsr-best", functools.partial(XPhotoInpainter, "fsr-best"))
 register_inpainter("patchmatch", PatchMatchInpainter)
+register_inpainter("exemplar", ExemplarInpainter)

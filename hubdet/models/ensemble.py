@@ -18,7 +18,9 @@ its own calibration temperature before fusion, so members are on comparable scal
 ``forward(pixel_values)`` takes pixels in the ensemble's own preprocessing and converts them for each member in
 tensor space (un-normalise, resize/crop as the member's config says, re-normalise): the fast path the trainer uses.
 ``predict`` runs each member's own predict path instead (so a box-head member looks at full resolution) and fuses the
-logits. The box comes from the box-capable member (``args.box_member``, default the first one).
+logits. The box comes from the box-capable member (``args.box_member``, default the first one), or with
+``box_from="most_confident"`` from whichever box-capable member gives the image the highest calibrated logit (two
+inpainting detectors that see different traces each localise what they detect).
 
 Training: with ``linear`` fusion the trainer's gradient loop works on ``forward`` (members run under ``no_grad``, so
 only the fusion learns); :meth:`EnsembleDetector.fit_head` on member logits (from ``extract_features``, or from
@@ -69,6 +71,7 @@ class EnsembleArgs(StrictConfig):
     fusion: str = "linear"
     weights: list[float] | None = None
     box_member: int | None = None
+    box_from: str = "member"  # "member" (args.box_member) | "most_confident" (per image, among box-capable members)
     member_sha256: list[str] | None = None
 
     def validate(self) -> None:
@@ -86,6 +89,10 @@ class EnsembleArgs(StrictConfig):
             raise ConfigError(f"EnsembleArgs.weights is only used with fusion 'weighted' (fusion is {self.fusion!r})")
         if self.box_member is not None and not 0 <= self.box_member < len(self.members):
             raise ConfigError(f"EnsembleArgs.box_member {self.box_member} is not a member index")
+        if self.box_from not in ("member", "most_confident"):
+            raise ConfigError(f"EnsembleArgs.box_from: {self.box_from!r} is not 'member' or 'most_confident'")
+        if self.box_from == "most_confident" and self.box_member is not None:
+            raise ConfigError("EnsembleArgs.box_member is only used with box_from 'member'")
         if self.member_sha256 is not None and len(self.member_sha256) != len(self.members):
             raise ConfigError("EnsembleArgs.member_sha256 must have one digest per member")
 
@@ -167,6 +174,8 @@ class EnsembleDetector(Detector):
         self.box_member: int | None = (
             self.args.box_member if self.args.box_member is not None else (box_capable[0] if box_capable else None)
         )
+        self.box_members = box_capable if self.args.box_from == "most_confident" else (
+            [self.box_member] if self.box_member is not None else [])
         self.supports_boxes = self.box_member is not None  # type: ignore[misc]
         # a mean/weighted fusion has no parameter: the trainer takes the frozen-feature path (fit_head is a no-op)
         self.trains_with_gradients = self.args.fusion == "linear"  # type: ignore[misc]
@@ -238,20 +247,28 @@ class EnsembleDetector(Detector):
         height, width = pixel_values.shape[-2:]
         columns = []
         box = box_scores = None
+        best: torch.Tensor | None = None  # per image, the highest logit among the box members so far
         with torch.no_grad():  # members are frozen whatever their requires_grad flags say
             for i, (member, temp) in enumerate(zip(self.members, self._temperatures(), strict=True)):
                 pre = member.config.preprocess
                 out = member(convert_pixels(pixel_values, self.config.preprocess, pre))
                 columns.append(out.logits.float() / temp)
-                if i == self.box_member and out.boxes is not None:
-                    box = out.boxes.float()
+                if i in self.box_members and out.boxes is not None:
+                    member_box = out.boxes.float()
                     if pre.resize not in ("resize", "none"):  # map through the member's crop
-                        box = torch.tensor([
+                        member_box = torch.tensor([
                             [v / s for v, s in zip(box_to_original(b, pre, width, height),
                                                    (width, height, width, height), strict=True)]
-                            for b in box.tolist()
-                        ], device=box.device)
-                    box_scores = out.box_scores
+                            for b in member_box.tolist()
+                        ], device=member_box.device)
+                    scores = out.box_scores if out.box_scores is not None else torch.zeros_like(columns[-1])
+                    if box is None or best is None or box_scores is None:
+                        box, box_scores, best = member_box, scores.float(), columns[-1]
+                    else:  # keep, per image, the box of the member with the highest calibrated logit
+                        take = columns[-1] > best
+                        box = torch.where(take[:, None], member_box, box)
+                        box_scores = torch.where(take, scores.float(), box_scores)
+                        best = torch.where(take, columns[-1], best)
         return torch.stack(columns, dim=1), box, box_scores
 
     def forward(
@@ -346,9 +363,15 @@ class EnsembleDetector(Detector):
                 {"name": m.config.name or m.family, "prob": p[i].prob, "logit": p[i].logit}
                 for m, p in zip(self.members, per_member, strict=True)
             ]
-            if self.box_member is not None:
-                member_pred = per_member[self.box_member][i]
+            if self.box_members:
+                # the box member, or (box_from="most_confident") the box member with the highest calibrated logit
+                # among those that found a region
+                boxed = [k for k in self.box_members if per_member[k][i].box is not None] or self.box_members
+                j = max(boxed, key=lambda k: float(member_logits[i, k]))
+                member_pred = per_member[j][i]
                 pred.box, pred.box_score = member_pred.box, member_pred.box_score
+                if len(self.box_members) > 1:
+                    pred.extra["box_from"] = self.members[j].config.name or self.members[j].family
         return preds
 
     # ------------------------------------------------------------------ save / load

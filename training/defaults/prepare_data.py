@@ -11,13 +11,20 @@ Inputs (each optional except ``--shared-data``; missing ones are logged and skip
 Outputs under ``--out`` (default ``work_data/defaults``, ignored by git):
 
 - ``classify/``: a ``folder`` source (``Real/``, ``Fake/``, ``labels.csv`` with ``split``, ``generator``,
-  ``origin``). Every image of BOTH classes goes through the same random-scale crop, resize to 224 and JPEG at a
-  random quality in [70, 95], so codec, size and JPEG grid alignment give nothing away. The ``test`` split holds
+  ``origin``). Every image of BOTH classes goes through the same view and JPEG at a random quality in [70, 95], so
+  codec, size and JPEG grid alignment give nothing away. The view (``--view``) is by default a 224-pixel crop at
+  the image's native resolution (``native``: images smaller than 224 are enlarged first; the generators' pixel
+  traces are not resampled away, and content matters less); ``rescale`` is a random-scale crop resized to 224.
+  ``native`` was chosen on validation and on grouped cross-validation over train+validation (groups = generators
+  and real sources), not on the test split. The ``test`` split holds
   generators and real sources never seen in training (the "unseen" evaluation); ``validation`` is a random 15% of
   the rest, grouped by source image.
 - ``inpaint/``: a ``folder`` source made with ``hubdet.make_inpainting_benchmark`` from 1024x768 crops of the
   Debian photos, the photo groups split across the backends (telea, ns, fsr-fast, patchmatch) and across
   train/validation; ``inpaint_pairs`` of the shared data is the unseen test set (object removal by another tool).
+- ``--copymove-out`` (default ``work_data/copymove_extra``): copy-based inpainting (``COPY_BACKENDS``: exemplar)
+  on 1024x768 views of every photo, filled at that size, as PNG and as JPEG q90; each photo keeps the split it has
+  in ``inpaint/`` (the copymove detector trains on both folders).
 
 Run: ``python training/defaults/prepare_data.py --shared-data ../shared/data --out work_data/defaults``.
 """
@@ -141,9 +148,25 @@ def dcgan_faces(n: int, seed: int) -> list[Image.Image]:
     return [Image.fromarray(a) for a in arr]
 
 
-def random_view(img: Image.Image, rng: random.Random, size: int, lowres: int | None) -> Image.Image:
-    """The same degradation for both classes: random-scale crop, (optional low-res pass), resize to ``size``."""
+def random_view(img: Image.Image, rng: random.Random, size: int, lowres: int | None, view: str = "rescale"
+                ) -> Image.Image:
+    """The same degradation for both classes: random-scale crop, (optional low-res pass), resize to ``size``.
+
+    ``view="native"`` cuts a ``size`` crop at the image's own resolution instead (images smaller than ``size``
+    are enlarged first), so that the generator's pixel-level traces are not resampled away.
+    """
     w, h = img.size
+    if view == "native":
+        if lowres:
+            img = img.resize((lowres, lowres), Image.Resampling.BICUBIC)
+            w, h = img.size
+        if min(w, h) < size:
+            s = size / min(w, h)
+            img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BICUBIC)
+            w, h = img.size
+        x0, y0 = rng.randint(0, w - size), rng.randint(0, h - size)
+        view_img = img.crop((x0, y0, x0 + size, y0 + size))
+        return view_img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else view_img
     side = min(w, h)
     crop = int(side * rng.uniform(0.6, 1.0)) if side > size * 1.5 else int(side * rng.uniform(0.7, 1.0))
     crop = max(16, min(crop, side))
@@ -162,7 +185,8 @@ def jpeg(img: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def build_classify(items: list[Item], out: Path, *, size: int, seed: int, val_fraction: float) -> dict[str, int]:
+def build_classify(items: list[Item], out: Path, *, size: int, seed: int, val_fraction: float,
+                   view: str = "rescale") -> dict[str, int]:
     """Write the classification ``folder`` source; return counts per split and label."""
     rng = random.Random(seed)
     groups = sorted({it.group for it in items if not it.heldout})
@@ -180,9 +204,9 @@ def build_classify(items: list[Item], out: Path, *, size: int, seed: int, val_fr
             continue
         split = "test" if it.heldout else ("validation" if it.group in val_groups else "train")
         for c in range(it.crops):
-            view = random_view(img, rng, size, it.lowres)
+            crop = random_view(img, rng, size, it.lowres, view)
             name = f"{'Real' if it.label == 'real' else 'Fake'}/{i:05d}_{c}.jpg"
-            (out / name).write_bytes(jpeg(view, rng.randint(70, 95)))
+            (out / name).write_bytes(jpeg(crop, rng.randint(70, 95)))
             rows.append({"file": name, "label": it.label, "generator": it.generator, "origin": it.origin,
                          "split": split})
             counts[f"{split}/{it.label}"] = counts.get(f"{split}/{it.label}", 0) + 1
@@ -193,45 +217,130 @@ def build_classify(items: list[Item], out: Path, *, size: int, seed: int, val_fr
     return counts
 
 
-def build_inpaint(photos: list[str], shared: Path, out: Path, *, seed: int, crops: int, workers: int) -> dict:
-    """Synth benchmarks from 1024x768 crops of the photos, one backend per photo group, merged into one folder."""
-    from hubdet.data.synth import make_inpainting_benchmark
+#: Backends of ``inpaint/``: each fills the crops of its own group of photos (round robin over the shuffled photos).
+INPAINT_BACKENDS = ["telea", "ns", "fsr-fast", "patchmatch"]
+#: Copy-based backends: they fill crops of EVERY photo, each photo keeping the split the round robin gave it, in
+#: PNG and in JPEG q90 (their traces are exact copies, which lossless and lossy storage keep differently).
+COPY_BACKENDS = ["exemplar"]
 
-    backends = ["telea", "ns", "fsr-fast", "patchmatch"]
+
+def inpaint_photo_groups(photos: list[str], seed: int) -> list[tuple[str, str, list[str]]]:
+    """``(backend, split, photos)`` of ``inpaint/``: the shuffled photos dealt to the backends, the first
+    ``len // 7 // n_backends + 1`` photos of each backend's group in validation (so no photo straddles splits)."""
     rng = random.Random(seed)
     photos = sorted(photos)
     rng.shuffle(photos)
+    n_val = max(1, len(photos) // 7)
+    out = []
+    for k, backend in enumerate(INPAINT_BACKENDS):
+        group = photos[k::len(INPAINT_BACKENDS)]
+        cut = n_val // len(INPAINT_BACKENDS) + 1
+        out += [(backend, "validation", group[:cut]), (backend, "train", group[cut:])]
+    return out
+
+
+def _merge_rows(dst: Path, out: Path, prefix: str, split: str) -> list[dict]:
+    """Copy one synth output's files into ``out`` under ``prefix`` and return its boxes.csv rows with ``split``."""
+    rows = []
+    with (dst / "boxes.csv").open() as f:
+        for row in csv.DictReader(f):
+            for col in ("file", "mask"):
+                if row.get(col):
+                    new = str(Path(row[col]).parent / (prefix + Path(row[col]).name))
+                    shutil.copy(dst / row[col], out / new)
+                    row[col] = new
+            row["split"] = split
+            rows.append(row)
+    return rows
+
+
+def _write_boxes(out: Path, rows: list[dict]) -> dict[str, int]:
+    """Write ``out/boxes.csv`` (with a ``split`` column); return counts per split and label."""
+    fields = ["file", "label", "generator", "xmin", "ymin", "xmax", "ymax", "mask", "split"]
+    with (out / "boxes.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = f"{r['split']}/{r['label']}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def photo_views(path: str, rng: random.Random, views: int) -> list[Image.Image]:
+    """1024x768 views of a photo, downscaled like ``inpaint/`` (centre crop to 4:3 then area resize): the whole
+    photo first, then random crops of 60-90% of its side (so copy-based fills happen at output resolution)."""
+    import cv2
+    import numpy as np
+
+    img = np.asarray(load_image(path))
+    h, w = img.shape[:2]
+    out = []
+    for v in range(views):
+        frac = 1.0 if v == 0 else rng.uniform(0.6, 0.9)
+        cw, ch = (w, round(w * 3 / 4)) if w * 3 <= h * 4 else (round(h * 4 / 3), h)
+        cw, ch = max(8, round(cw * frac)), max(8, round(ch * frac))
+        x0, y0 = rng.randint(0, w - cw), rng.randint(0, h - ch)
+        crop = img[y0 : y0 + ch, x0 : x0 + cw]
+        interp = cv2.INTER_AREA if cw >= 1024 else cv2.INTER_LINEAR
+        out.append(Image.fromarray(cv2.resize(crop, (1024, 768), interpolation=interp)))
+    return out
+
+
+def build_copymove(photos: list[str], out: Path, *, seed: int, views: int, workers: int) -> dict[str, int]:
+    """Copy-based inpainting data (``COPY_BACKENDS``) from every photo, each photo in the split that
+    :func:`inpaint_photo_groups` gives it: 1024x768 views filled at that size, stored as PNG and as JPEG q90."""
+    from hubdet.data.synth import make_inpainting_benchmark
+
+    split_of = {p: split for _, split, subset in inpaint_photo_groups(photos, seed) for p in subset}
     if out.exists():
         shutil.rmtree(out)
     for sub in ("Real", "Fake", "masks"):
         (out / sub).mkdir(parents=True)
     rows: list[dict] = []
-    n_val = max(1, len(photos) // 7)
+    rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        for k, backend in enumerate(backends):
-            group = photos[k::len(backends)]
-            for split, subset in (("validation", group[: n_val // len(backends) + 1]),
-                                  ("train", group[n_val // len(backends) + 1:])):
-                src = Path(tmp) / f"in_{backend}_{split}"
-                src.mkdir()
-                for j, p in enumerate(subset):
-                    (src / f"{j:03d}{Path(p).suffix.lower()}").symlink_to(p)
-                dst = Path(tmp) / f"out_{backend}_{split}"
-                make_inpainting_benchmark(
-                    src, dst, backend=backend, seed=seed + k, fraction=0.5, mask_kind="mixed",
-                    min_frac=0.08, max_frac=0.3, size=(1024, 768), resize="cover", format="jpeg", quality=90,
-                    crops_per_image=crops, crop_size=None, workers=workers, progress=True,
-                )
-                prefix = f"{backend}_{split}_"
-                with (dst / "boxes.csv").open() as f:
-                    for row in csv.DictReader(f):
-                        for col in ("file", "mask"):
-                            if row.get(col):
-                                new = str(Path(row[col]).parent / (prefix + Path(row[col]).name))
-                                shutil.copy(dst / row[col], out / new)
-                                row[col] = new
-                        row["split"] = split
-                        rows.append(row)
+        for split in ("train", "validation"):
+            src = Path(tmp) / f"in_{split}"
+            src.mkdir()
+            for j, p in enumerate(sorted(q for q in photos if split_of[q] == split)):
+                for v, view in enumerate(photo_views(p, rng, views)):
+                    view.save(src / f"{j:03d}_{v}.png")
+            for k, backend in enumerate(COPY_BACKENDS):
+                for fmt in ("png", "jpeg"):
+                    dst = Path(tmp) / f"out_{backend}_{fmt}_{split}"
+                    make_inpainting_benchmark(
+                        src, dst, backend=backend, seed=seed + 10 + k + (fmt == "jpeg"), fraction=0.5,
+                        mask_kind="mixed", min_frac=0.08, max_frac=0.3, size=None, format=fmt, quality=90,
+                        workers=workers, progress=True,
+                    )
+                    rows += _merge_rows(dst, out, f"{backend}_{fmt}_{split}_", split)
+    return _write_boxes(out, rows)
+
+
+def build_inpaint(photos: list[str], shared: Path, out: Path, *, seed: int, crops: int, workers: int) -> dict:
+    """Synth benchmarks from 1024x768 crops of the photos, one backend per photo group, merged into one folder."""
+    from hubdet.data.synth import make_inpainting_benchmark
+
+    if out.exists():
+        shutil.rmtree(out)
+    for sub in ("Real", "Fake", "masks"):
+        (out / sub).mkdir(parents=True)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend, split, subset in inpaint_photo_groups(photos, seed):
+            src = Path(tmp) / f"in_{backend}_{split}"
+            src.mkdir()
+            for j, p in enumerate(subset):
+                (src / f"{j:03d}{Path(p).suffix.lower()}").symlink_to(p)
+            dst = Path(tmp) / f"out_{backend}_{split}"
+            make_inpainting_benchmark(
+                src, dst, backend=backend, seed=seed + INPAINT_BACKENDS.index(backend), fraction=0.5,
+                mask_kind="mixed", min_frac=0.08, max_frac=0.3, size=(1024, 768), resize="cover", format="jpeg",
+                quality=90, crops_per_image=crops, crop_size=None, workers=workers, progress=True,
+            )
+            rows += _merge_rows(dst, out, f"{backend}_{split}_", split)
     # the unseen test set: shared inpaint_pairs (another inpainting tool, other photos)
     pairs = shared / "inpaint_pairs" / "boxes.csv"
     if pairs.exists():
@@ -245,16 +354,7 @@ def build_inpaint(photos: list[str], shared: Path, out: Path, *, seed: int, crop
             new["generator"] = "patch-object-removal" if row["label"] == "fake" else "natural"
             new["split"] = "test"
             rows.append(new)
-    fields = ["file", "label", "generator", "xmin", "ymin", "xmax", "ymax", "mask", "split"]
-    with (out / "boxes.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    counts: dict[str, int] = {}
-    for r in rows:
-        key = f"{r['split']}/{r['label']}"
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+    return _write_boxes(out, rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -267,7 +367,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dcgan", type=int, default=120, help="DCGAN faces (and as many low-res real faces)")
     parser.add_argument("--inpaint-crops", type=int, default=3, help="1024x768 crops per photo (inpaint)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--skip", choices=["classify", "inpaint"], action="append", default=[])
+    parser.add_argument("--copymove-out", type=Path, default=Path("work_data/copymove_extra"),
+                        help="copy-based (exemplar) inpainting data, PNG and JPEG q90")
+    parser.add_argument("--copymove-views", type=int, default=2, help="1024x768 views per photo (copymove)")
+    parser.add_argument("--view", choices=["rescale", "native"], default="native",
+                        help="classify crops: random-scale crop resized to --size, or a --size crop at native "
+                             "resolution")
+    parser.add_argument("--skip", choices=["classify", "inpaint", "copymove"], action="append", default=[])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -287,12 +393,17 @@ def main(argv: list[str] | None = None) -> None:
                 src = rng.choice(real_faces)
                 items.append(Item(src.path, "real", src.generator, src.origin + ":lowres", src.group, False,
                                   lowres=64))
-        counts = build_classify(items, args.out / "classify", size=args.size, seed=args.seed, val_fraction=0.15)
+        counts = build_classify(items, args.out / "classify", size=args.size, seed=args.seed, val_fraction=0.15,
+                                view=args.view)
         logger.info("classify: %s", counts)
     if "inpaint" not in args.skip:
         counts = build_inpaint(photos, args.shared_data, args.out / "inpaint", seed=args.seed,
                                crops=args.inpaint_crops, workers=args.workers)
         logger.info("inpaint: %s", counts)
+    if "copymove" not in args.skip:
+        counts = build_copymove(photos, args.copymove_out, seed=args.seed, views=args.copymove_views,
+                                workers=args.workers)
+        logger.info("copymove: %s", counts)
 
 
 if __name__ == "__main__":
