@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -408,3 +410,146 @@ def test_leaderboard_through_the_eval_module(tmp_path: Path) -> None:
     (tmp_path / "broken" / "x.json").write_text("{not json")
     broken, message = service.load_leaderboard(tmp_path / "broken")
     assert broken is None and "x.json" in message
+
+
+# ============================================================================ shared member predictions
+
+
+@pytest.fixture(scope="module")
+def shared_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A saved ensemble (linear fusion, tempered classifier, box head) whose members also serve stand-alone (like
+    defaults/: classifier and boxhead are its members/0 and members/1), a classifier with other weights, and a
+    copy of member 0 with the same weights but another temperature."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("shared")
+    torch.manual_seed(1)
+    clf = hubdet.create_detector("classifier_tiny.test")
+    clf.config.calibration = clf.config.calibration.replace(temperature=1.7)
+    box = hubdet.create_detector("boxhead_tiny.test")
+    clf_dir, box_dir = clf.save_pretrained(root / "clf", card=False), box.save_pretrained(root / "box", card=False)
+    ens = hubdet.create_detector("ensemble_linear.custom", members=[str(clf_dir), str(box_dir)],
+                                 preprocess={"input_size": (32, 32)})
+    with torch.no_grad():
+        ens.fusion.weight.copy_(torch.tensor([[0.8, -1.1]]))
+        ens.fusion.bias.fill_(0.3)
+    ens_dir = ens.save_pretrained(root / "ensemble", card=False)
+    other = hubdet.create_detector("classifier_tiny.test").save_pretrained(root / "other", card=False)
+    tempered = root / "tempered"
+    shutil.copytree(ens_dir / "members" / "0", tempered)
+    cfg = json.loads((tempered / "config.json").read_text())
+    cfg["calibration"]["temperature"] = 3.0
+    (tempered / "config.json").write_text(json.dumps(cfg))
+    return {"classifier": ens_dir / "members" / "0", "boxhead": ens_dir / "members" / "1", "ensemble": ens_dir,
+            "other": other, "tempered": tempered}
+
+
+def _shared_pool(folders: dict[str, Path]) -> DetectorPool:
+    return DetectorPool([DetectorSpec(name=n, path=str(p)) for n, p in folders.items()])
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, detector: Any, counts: dict[str, int], key: str) -> None:
+    run = detector._predict_images
+
+    def counted(images: Any) -> Any:
+        counts[key] = counts.get(key, 0) + 1
+        return run(images)
+
+    monkeypatch.setattr(detector, "_predict_images", counted)
+
+
+def test_compare_shares_member_predictions_exactly(shared_folders: dict[str, Path], image: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = _shared_pool(shared_folders)
+    names = ["classifier", "boxhead", "ensemble"]
+    assert pool.share_plan(names) == {"ensemble": {0: "classifier", 1: "boxhead"}}
+    ens = pool.get("ensemble")
+    (own,) = ens.predict([image], batch_size=1)  # the ensemble's own predict: every member runs
+    counts: dict[str, int] = {}
+    for name in ("classifier", "boxhead"):
+        _count_calls(monkeypatch, pool.get(name), counts, name)
+    for k, member in enumerate(ens.members):
+        _count_calls(monkeypatch, member, counts, f"member{k}")
+    comparison = service.compare(pool, image, names, explain_it=False)
+    assert counts == {"classifier": 1, "boxhead": 1}  # each member ran once, stand-alone; never inside the ensemble
+    result = {r.detector: r for r in comparison.results}["ensemble"]
+    assert [r.detector for r in comparison.results] == names
+    assert result.error is None and result.prob_fake == own.prob and result.verdict == own.verdict
+    assert result.box == [round(v, 1) for v in own.box] and result.box_score == own.box_score
+    assert result.shared_members == {"0:classifier_tiny.test": "classifier", "1:boxhead_tiny.test": "boxhead"}
+    assert comparison.to_dict()["results"][2]["shared_members"] == result.shared_members
+    # the fused prediction itself, extra["members"] included, is exactly the ensemble's own
+    alone = {k: pool.get(n).predict([image], batch_size=1) for k, n in enumerate(["classifier", "boxhead"])}
+    assert ens.predict_with([image], alone, batch_size=1)[0].to_dict() == own.to_dict()
+    # the order of the selection does not matter: the ensemble runs after the detectors it reuses
+    counts.clear()
+    first = service.compare(pool, image, ["ensemble", "boxhead"], explain_it=False)
+    assert first.results[0].prob_fake == own.prob and first.results[0].shared_members == {
+        "1:boxhead_tiny.test": "boxhead"}
+    assert counts == {"boxhead": 1, "member0": 1}
+
+
+def test_nothing_is_shared_with_other_weights_or_config(shared_folders: dict[str, Path], image: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = _shared_pool(shared_folders)
+    assert pool.weights_sha256("tempered") is None  # not loaded yet
+    assert pool.share_plan(["other", "tempered", "ensemble"]) == {}
+    ens = pool.get("ensemble")
+    # same weights as member 0 but another temperature: its probabilities differ, so nothing is shared
+    assert pool.weights_sha256("tempered") == ens.member_sha256()[0] != pool.weights_sha256("other")
+    (own,) = ens.predict([image], batch_size=1)
+    counts: dict[str, int] = {}
+    for k, member in enumerate(ens.members):
+        _count_calls(monkeypatch, member, counts, f"member{k}")
+    comparison = service.compare(pool, image, ["other", "tempered", "ensemble"], explain_it=False)
+    result = comparison.results[2]
+    assert counts == {"member0": 1, "member1": 1} and result.shared_members == {}
+    assert result.prob_fake == own.prob and result.verdict == own.verdict
+
+
+def test_batch_shares_member_predictions(shared_folders: dict[str, Path], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = _shared_pool(shared_folders)
+    files = [photo_like(tmp_path / f"p{i}.jpg", seed=i) for i in range(3)]
+    names = ["classifier", "ensemble"]
+    ens = pool.get("ensemble")
+    own = ens.predict(files, batch_size=2)
+    counts: dict[str, int] = {}
+    _count_calls(monkeypatch, pool.get("classifier"), counts, "classifier")
+    for k, member in enumerate(ens.members):
+        _count_calls(monkeypatch, member, counts, f"member{k}")
+    rows = service.batch(pool, files, names, chunk=2)
+    assert counts == {"classifier": 2, "member1": 2}  # two chunks; member 0 never runs inside the ensemble
+    assert [(r["file"], r["detector"]) for r in rows] == [(f"p{i}.jpg", n) for c in ((0, 1), (2,)) for n in names
+                                                          for i in c]
+    got = [r for r in rows if r["detector"] == "ensemble"]
+    for row, pred in zip(got, own, strict=True):
+        assert row["error"] == "" and row["prob_fake"] == round(pred.prob, 4) and row["verdict"] == pred.verdict
+        assert row["box"] == service._box_text(pred.box)
+
+
+def test_probes_with_the_same_weights_but_other_heads_share_nothing(tmp_path: Path, image: Path) -> None:
+    """A probe's model.safetensors (frozen backbone) can be identical while its skops head differs."""
+    import shutil
+
+    torch.manual_seed(3)
+    probe = hubdet.create_detector("probe_tiny.test")
+    feats = probe.extract_features(torch.randn(16, 3, *probe.config.preprocess.input_size)).detach()
+    labels = torch.arange(16) % 2
+    probe.fit_head(feats, labels)
+    first = probe.save_pretrained(tmp_path / "first", card=False)
+    probe.fit_head(feats, 1 - labels)
+    flipped = probe.save_pretrained(tmp_path / "flipped", card=False)
+    ens = hubdet.create_detector("ensemble_linear.custom", members=[str(first)])
+    ens_dir = ens.save_pretrained(tmp_path / "ensemble", card=False)
+    same = shutil.copytree(ens_dir / "members" / "0", tmp_path / "same")
+    second = shutil.copytree(same, tmp_path / "second")  # the member's files, but the other head
+    shutil.copy2(flipped / "probe_head.skops", second / "probe_head.skops")
+    pool = _shared_pool({"second": second, "same": same, "ensemble": ens_dir})
+    assert pool.share_plan(["second", "ensemble"]) == {}
+    assert pool.weights_sha256("second") != pool.get("ensemble").member_sha256()[0]  # the digest covers the head
+    assert pool.share_plan(["same", "ensemble"]) == {"ensemble": {0: "same"}}
+    comparison = service.compare(pool, image, ["second", "same", "ensemble"], explain_it=False)
+    (own,) = pool.get("ensemble").predict([image], batch_size=1)
+    assert comparison.results[2].shared_members == {"0:probe_tiny.test": "same"}
+    assert comparison.results[2].prob_fake == own.prob

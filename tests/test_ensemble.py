@@ -145,6 +145,40 @@ def test_box_from_the_most_confident_box_member(tmp_path, winner):
         create_detector("ensemble_tiny.test", members=[str(p) for p in dirs], box_from="largest")
 
 
+@pytest.mark.parametrize("box_from", ["member", "most_confident"])
+def test_predict_with_reuses_member_predictions_exactly(member_dirs, box_from):
+    from hubdet._core.files import sha256_file
+
+    paths = [str(p) for p in member_dirs]
+    ens = create_detector("ensemble_tiny.test", members=paths, box_from=box_from)
+    with torch.no_grad():
+        ens.fusion.weight.copy_(torch.tensor([[0.7, -1.3]]))
+        ens.fusion.bias.fill_(0.2)
+    assert ens.member_sha256() == [sha256_file(p / "model.safetensors") for p in member_dirs]
+    alone = [from_pretrained(p) for p in paths]  # the same checkpoints loaded on their own
+    images = [_noise(100, 80, seed=3), _noise(64, 90, seed=4), _noise(50, 50, seed=5)]
+    expected = [p.to_dict() for p in ens.predict(images, batch_size=2)]
+    calls = [0, 0]
+    for k, member in enumerate(ens.members):
+        def counted(imgs, _k=k, _run=member._predict_images):
+            calls[_k] += 1
+            return _run(imgs)
+        member._predict_images = counted
+    given = {k: a.predict(images, batch_size=2) for k, a in enumerate(alone)}  # same batches: same floats
+    for known in ({0: given[0]}, {1: given[1]}, given):
+        calls[:] = [0, 0]
+        got = ens.predict_with(images, known, batch_size=2)
+        assert [p.to_dict() for p in got] == expected
+        assert calls == [0 if k in known else 2 for k in range(2)]  # two chunks of two and one image
+    with pytest.raises(ConfigError, match="member index"):
+        ens.predict_with(images, {2: given[0]})
+    with pytest.raises(ConfigError, match="predictions for"):
+        ens.predict_with(images, {0: given[0][:1]})
+    with pytest.raises(ConfigError, match="fuse_predictions"):
+        ens.fuse_predictions(images, [given[0]])
+    assert create_detector("ensemble_tiny.test").member_sha256() == [None, None]  # registry members: unknown
+
+
 def test_no_box_without_a_box_member(member_dirs):
     ens = create_detector("ensemble_tiny.test", members=[str(member_dirs[0])] * 2, fusion="mean")
     assert not ens.supports_boxes
@@ -244,3 +278,26 @@ def test_training_path_follows_the_fusion(member_dirs):
     metrics = linear.fit_head(linear.extract_features(pixels), labels)
     assert metrics["bce_after"] <= metrics["bce_before"]
     assert not torch.equal(before, linear.fusion.weight.detach())
+
+
+def test_a_swapped_probe_head_in_a_member_is_refused(tmp_path):
+    """The member digest covers every state file (weights AND e.g. a probe's skops head), not only the weights."""
+    from hubdet.models.base import checkpoint_sha256
+    from hubdet.models.probe import HEAD_NAME
+
+    pixels = torch.randn(8, 3, 32, 32)
+    heads = []
+    for i, labels in enumerate(([0, 1] * 4, [1, 1, 0, 0] * 2)):
+        torch.manual_seed(0)  # the same frozen weights, two different heads
+        probe = create_detector("probe_tiny.test", classifier="linear_probe")
+        probe.fit_head(probe.extract_features(pixels), torch.tensor(labels))
+        heads.append(probe.save_pretrained(tmp_path / f"probe{i}", card=False))
+    w0, w1 = load_file(heads[0] / "model.safetensors"), load_file(heads[1] / "model.safetensors")
+    assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert checkpoint_sha256(heads[0]) != checkpoint_sha256(heads[1])
+    ens = create_detector("ensemble_tiny.test", members=[str(heads[0]), str(heads[0])], fusion="mean")
+    saved = ens.save_pretrained(tmp_path / "ens", card=False)
+    from_pretrained(saved)  # loads as saved
+    (saved / "members" / "1" / HEAD_NAME).write_bytes((heads[1] / HEAD_NAME).read_bytes())
+    with pytest.raises(CheckpointError, match="member 1 .*SHA-256"):
+        from_pretrained(saved)

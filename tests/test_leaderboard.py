@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ from tests.plugins.hub import run_with_hub
 def make_result(model: str, quality: float, *, source: str = "folder", sha: str | None = None,
                 kind: str = "folder", revision: str | None = None) -> dict:
     """A real result built by the runner from synthetic scores: ``quality`` separates the classes."""
-    rng = np.random.default_rng(abs(hash(model)) % 2**32)
+    stable = zlib.crc32(model.encode())  # not hash(): str hashing is salted per process, so the data would change
+    rng = np.random.default_rng(stable)
     labels = [0] * 20 + [1] * 20
     perts = resolve_perturbations(["blur_s1"])
     records = {}
@@ -40,7 +42,7 @@ def make_result(model: str, quality: float, *, source: str = "folder", sha: str 
             [(f"f{i}", y, pr, "gen" if y else "natural", source, None, []) for i, (y, pr)
              in enumerate(zip(labels, probs, strict=True))], seconds=0.5)
     info = ModelInfo(id=model, kind=kind, name="tiny", family="classifier", revision=revision,
-                     weights_sha256=sha or (format(abs(hash(model)), "x") * 8)[:64].ljust(64, "0"))
+                     weights_sha256=sha or (format(stable, "x") * 16)[:64].ljust(64, "0"))
     data = DatasetInfo(name=source, split="test", data_dir="/data", fingerprint="fp01")
     return build_result(records, perts, model=info, dataset=data, supports_boxes=False, batch_size=8, device="cpu")
 

@@ -64,6 +64,7 @@ class DetectorPool:
             else:
                 self.specs[spec.name] = spec
         self._models: dict[str, Any] = {}
+        self._digests: dict[str, str | None] = {}  # state digest of each loaded detector (None: unknown)
         self._failures: dict[str, str] = {}
         self._locks = {name: threading.RLock() for name in self.specs}
 
@@ -106,9 +107,47 @@ class DetectorPool:
                 self._failures[name] = message
                 raise DetectorLoadError(message) from exc
             model.eval()
+            folder = _checkpoint_folder(spec)
+            self._digests[name] = _state_sha256(folder)
             self._models[name] = model
             logger.info("loaded detector %s from %s in %.2fs", name, spec.source, time.perf_counter() - start)
             return model
+
+    def weights_sha256(self, name: str) -> str | None:
+        """State digest (weights and other state files, :func:`~hubdet.models.base.checkpoint_sha256`) of loaded
+        detector ``name`` (None if unknown or not loaded)."""
+        return self._digests.get(name)
+
+    def share_plan(self, names: Sequence[str]) -> dict[str, dict[int, str]]:
+        """For each ensemble among ``names``: member index -> a stand-alone detector among ``names`` with the same
+        state digest (weights and other state files such as a probe's skops head) and the same config, whose
+        predictions the ensemble can reuse.
+
+        Loads the detectors; one that cannot be loaded takes no part (its error is reported when it runs)."""
+        from hubdet.models.ensemble import EnsembleDetector
+
+        loaded = {}
+        for name in names:
+            try:
+                loaded[name] = self.get(name)
+            except (DetectorLoadError, AppInputError):
+                continue
+        providers = {n: m for n, m in loaded.items() if not isinstance(m, EnsembleDetector) and self._digests.get(n)}
+        plan: dict[str, dict[int, str]] = {}
+        for name, model in loaded.items():
+            if not isinstance(model, EnsembleDetector):
+                continue
+            shared = {}
+            for k, (member, digest) in enumerate(zip(model.members, model.member_sha256(), strict=True)):
+                if digest is None:
+                    continue
+                match = next((n for n, m in providers.items()
+                              if self._digests[n] == digest and _same_predict_config(m.config, member.config)), None)
+                if match is not None:
+                    shared[k] = match
+            if shared:
+                plan[name] = shared
+        return plan
 
     def describe(self) -> list[dict[str, Any]]:
         """One dict per configured detector: name, source, description, availability (loaded ones add details)."""
@@ -138,6 +177,37 @@ class DetectorPool:
         if not low <= len(names) <= MAX_SIDES or not names:
             raise AppInputError(f"choose {low} to {MAX_SIDES} detectors (got {len(names)})")
         return names
+
+
+def _checkpoint_folder(spec: DetectorSpec) -> Path | None:
+    """The detector's checkpoint folder (local or the Hub snapshot it was loaded from), None for registry ones."""
+    from hubdet._core.hub import local_or_snapshot
+
+    if not (spec.path or spec.repo_id):
+        return None  # random weights: never shared
+    try:
+        return local_or_snapshot(spec.path or spec.repo_id, revision=spec.revision or None)
+    except (OSError, ValueError) as exc:  # no folder only means no sharing
+        logger.warning("cannot find the checkpoint of %s (%s): its predictions will not be shared", spec.name, exc)
+        return None
+
+
+def _state_sha256(folder: Path | None) -> str | None:
+    """The checkpoint's state digest (weights + other state files), None if there is no readable checkpoint."""
+    from hubdet.models.base import checkpoint_sha256
+
+    if folder is None or not folder.is_dir():
+        return None
+    try:
+        return checkpoint_sha256(folder)
+    except OSError:
+        return None
+
+
+def _same_predict_config(a: Any, b: Any) -> bool:
+    """Whether two detector configs predict alike given the same weights (family, args, preprocessing, calibration)."""
+    return (a.family, a.args, a.preprocess, a.calibration, tuple(a.labels)) == (
+        b.family, b.args, b.preprocess, b.calibration, tuple(b.labels))
 
 
 def _load(spec: DetectorSpec) -> Any:
@@ -388,6 +458,7 @@ class DetectorResult:
     explanation: str = ""
     explanation_seconds: float | None = None
     error: str | None = None
+    shared_members: dict[str, str] = field(default_factory=dict)  # ensemble member -> detector it reused
     box_image: Image.Image | None = None
     heatmap_image: Image.Image | None = None
 
@@ -397,6 +468,7 @@ class DetectorResult:
             "box_score": self.box_score, "seconds": self.seconds, "supports_boxes": self.supports_boxes,
             "family": self.family, "explanation": self.explanation,
             "explanation_seconds": self.explanation_seconds, "error": self.error,
+            "shared_members": dict(self.shared_members),
         }
 
 
@@ -417,12 +489,25 @@ class Comparison:
 def run_detector(pool: DetectorPool, name: str, decoded: DecodedImage, *, explain_it: bool = True,
                  display: tuple[Image.Image, float] | None = None) -> DetectorResult:
     """Predict (and optionally explain) one image with one detector; errors become ``result.error``."""
+    return _run_detector(pool, name, decoded, explain_it=explain_it, display=display)[0]
+
+
+def _member_label(ensemble: Any, k: int) -> str:
+    member = ensemble.members[k]
+    return f"{k}:{member.config.name or member.family}"
+
+
+def _run_detector(pool: DetectorPool, name: str, decoded: DecodedImage, *, explain_it: bool = True,
+                  display: tuple[Image.Image, float] | None = None,
+                  shared: dict[int, tuple[str, Any]] | None = None) -> tuple[DetectorResult, Any]:
+    """:func:`run_detector` and the raw prediction (None on error). ``shared``: ensemble member index ->
+    ``(detector name, its Prediction)`` reused instead of running that member (see :meth:`DetectorPool.share_plan`)."""
     result = DetectorResult(detector=name)
     try:
         detector = pool.get(name)
     except (DetectorLoadError, AppInputError) as exc:
         result.error = str(exc)
-        return result
+        return result, None
     result.family = detector.family
     result.supports_boxes = bool(detector.supports_boxes)
     img = decoded.image
@@ -430,12 +515,16 @@ def run_detector(pool: DetectorPool, name: str, decoded: DecodedImage, *, explai
     with pool.lock(name):
         try:
             start = time.perf_counter()
-            pred = detector.predict([img], batch_size=1)[0]
+            if shared:  # the time is then the fusion plus the members the ensemble still runs itself
+                pred = detector.predict_with([img], {k: [p] for k, (_, p) in shared.items()}, batch_size=1)[0]
+                result.shared_members = {_member_label(detector, k): src for k, (src, _) in sorted(shared.items())}
+            else:
+                pred = detector.predict([img], batch_size=1)[0]
             result.seconds = round(time.perf_counter() - start, 4)
         except Exception as exc:  # a model failure must not take the app down
             logger.exception("detector %s failed on %s", name, decoded.name)
             result.error = f"{name} failed on {decoded.name}: {type(exc).__name__}: {exc}"
-            return result
+            return result, None
         result.prob_fake = float(pred.prob)
         result.verdict = pred.verdict
         result.box = [round(float(v), 1) for v in pred.box] if pred.box is not None else None
@@ -453,7 +542,7 @@ def run_detector(pool: DetectorPool, name: str, decoded: DecodedImage, *, explai
     if result.supports_boxes:
         label = f"{name}: {result.box_score:.2f}" if result.box_score is not None else name
         result.box_image = draw_box(shown, result.box, label, scale=scale)
-    return result
+    return result, pred
 
 
 def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names: Sequence[str] | None, *,
@@ -462,9 +551,22 @@ def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names:
     chosen = pool.check_selection(names)
     decoded = decode_upload(source, name=name)
     display = display_copy(decoded.image)
-    results = [run_detector(pool, n, decoded, explain_it=explain_it, display=display) for n in chosen]
-    return Comparison(image=decoded.info(), results=results, summary=agreement_summary(results),
+    plan = pool.share_plan(chosen)  # ensembles reuse the predictions of stand-alone copies of their members
+    preds: dict[str, Any] = {}
+    results: dict[str, DetectorResult] = {}
+    for n in _providers_first(chosen, plan):
+        shared = {k: (src, preds[src]) for k, src in plan.get(n, {}).items() if src in preds}
+        results[n], pred = _run_detector(pool, n, decoded, explain_it=explain_it, display=display, shared=shared)
+        if pred is not None:
+            preds[n] = pred
+    ordered = [results[n] for n in chosen]
+    return Comparison(image=decoded.info(), results=ordered, summary=agreement_summary(ordered),
                       preview=display[0])
+
+
+def _providers_first(names: Sequence[str], plan: dict[str, dict[int, str]]) -> list[str]:
+    """``names`` with the ensembles that reuse predictions last (they need those of the others)."""
+    return [n for n in names if n not in plan] + [n for n in names if n in plan]
 
 
 def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -646,24 +748,38 @@ def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: 
 
     pending: list[tuple[str, Image.Image]] = []
 
+    plan: dict[str, dict[int, str]] | None = None
+
     def flush() -> None:
+        nonlocal plan
         if not pending:
             return
-        for name in chosen:
+        if plan is None:
+            plan = pool.share_plan(chosen)  # ensembles reuse the predictions of stand-alone copies of their members
+        images = [im for _, im in pending]
+        outcome: dict[str, list[Any] | str] = {}  # name -> predictions, or the error message
+        for name in _providers_first(chosen, plan):
             try:
                 detector = pool.get(name)
             except DetectorLoadError as exc:
-                for label, _ in pending:
-                    error_rows(label, str(exc), [name])
+                outcome[name] = str(exc)
                 continue
+            shared = {k: outcome[src] for k, src in plan.get(name, {}).items() if isinstance(outcome.get(src), list)}
             with pool.lock(name):
                 try:
-                    preds = detector.predict([im for _, im in pending], batch_size=len(pending))
+                    if shared:
+                        outcome[name] = detector.predict_with(images, shared, batch_size=len(images))
+                    else:
+                        outcome[name] = detector.predict(images, batch_size=len(images))
                 except Exception as exc:  # keep serving: the batch reports the failure per file
                     logger.exception("detector %s failed on a batch", name)
-                    for label, _ in pending:
-                        error_rows(label, f"{type(exc).__name__}: {exc}", [name])
-                    continue
+                    outcome[name] = f"{type(exc).__name__}: {exc}"
+        for name in chosen:
+            preds = outcome[name]
+            if isinstance(preds, str):
+                for label, _ in pending:
+                    error_rows(label, preds, [name])
+                continue
             for (label, _), pred in zip(pending, preds, strict=True):
                 rows.append({"file": label, "detector": name, "prob_fake": round(float(pred.prob), 4),
                              "verdict": pred.verdict, "box": _box_text(pred.box),

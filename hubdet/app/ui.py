@@ -260,6 +260,10 @@ def _column_markdown(res: dict[str, Any]) -> str:
         return f"{head}\n**error:** {res['error']}"
     lines = [head, f"verdict: **{str(res['verdict']).upper()}**", f"fake probability: **{res['prob_fake']:.3f}**",
              f"time: {1000 * float(res['seconds']):.0f} ms"]
+    if res.get("shared_members"):
+        shared = ", ".join(f"{member} from {src}" for member, src in res["shared_members"].items())
+        lines.append(f"shared member predictions: {shared} (not run again; the time is the fusion plus the members "
+                     "run here)")
     if res.get("supports_boxes") and res.get("box"):
         box = ", ".join(f"{v:.0f}" for v in res["box"])
         lines.append(f"box (xmin, ymin, xmax, ymax): {box}")

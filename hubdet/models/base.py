@@ -25,6 +25,25 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+
+
+def checkpoint_sha256(folder: str | os.PathLike) -> str:
+    """Digest of a checkpoint's state: the SHA-256 of ``model.safetensors`` when that is its only state file, else a
+    SHA-256 over the name and SHA-256 of every state file (e.g. a probe's skops head beside its weights). The config
+    and the card are not state; hidden files are ignored."""
+    import hashlib
+
+    from hubdet._core.files import sha256_file
+
+    root = Path(folder)
+    files = sorted(p for p in root.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.name not in (CONFIG_NAME, "README.md"))
+    if [p.name for p in files] == [WEIGHTS_NAME]:
+        return sha256_file(files[0])
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(f"{p.name}\0{sha256_file(p)}\n".encode())
+    return digest.hexdigest()
 CARD_NAME = "README.md"
 
 

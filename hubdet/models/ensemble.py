@@ -29,8 +29,9 @@ with L-BFGS. ``mean`` and ``weighted`` have nothing to train: such an ensemble r
 ``trains_with_gradients = False`` and its ``fit_head`` only reports metrics.
 
 ``save_pretrained`` writes every member into ``members/<i>/`` (their own strict checkpoints), records those
-relative paths and each member's ``model.safetensors`` SHA-256 in ``config.json``, so the folder loads offline and a
-changed member is refused. A saved ensemble only loads members from inside its folder.
+relative paths and each member's state digest (weights + other state files, e.g. a skops head) in ``config.json``,
+so the folder loads offline and a changed member is refused. A saved ensemble only loads members from inside its
+folder.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,8 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import CheckpointError, ConfigError
-from hubdet._core.files import sha256_file
 from hubdet.models._registry import create_detector, from_pretrained, register_detector, register_family
-from hubdet.models.base import WEIGHTS_NAME, Detector
+from hubdet.models.base import WEIGHTS_NAME, Detector, checkpoint_sha256
 from hubdet.models.config import DetectorConfig, PreprocessConfig
 from hubdet.models.output import DetectorOutput, Prediction
 from hubdet.models.preprocessing import box_to_original
@@ -155,6 +155,8 @@ class EnsembleDetector(Detector):
         """``member_root``: the checkpoint folder being loaded; members must then live inside it."""
         super().__init__(config, pretrained=pretrained)
         root = Path(member_root) if member_root is not None else None
+        self._member_sha256: list[str | None] = list(self.args.member_sha256 or [None] * len(self.args.members))
+        self._member_folders: list[Path | None] = [None] * len(self.args.members)
         members = [self._load_member(spec, i, root, pretrained) for i, spec in enumerate(self.args.members)]
         for member in members:
             member.requires_grad_(False)
@@ -198,14 +200,29 @@ class EnsembleDetector(Detector):
                 weights = folder / WEIGHTS_NAME
                 if not weights.is_file():
                     raise CheckpointError(f"{folder}: member {index} has no {WEIGHTS_NAME}")
-                if sha256_file(weights) != digests[index]:
-                    raise CheckpointError(f"{weights}: member {index} weights differ from those the ensemble was "
-                                          "saved with (SHA-256 mismatch)")
+                if checkpoint_sha256(folder) != digests[index]:
+                    raise CheckpointError(f"{folder}: member {index} weights or state files differ from those the "
+                                          "ensemble was saved with (SHA-256 mismatch)")
+            self._member_folders[index] = folder
             return from_pretrained(folder)
         revision = None
         if "@" in spec and not Path(spec).exists():
             spec, revision = spec.rsplit("@", 1)
-        return from_pretrained(spec, revision=revision)
+        member = from_pretrained(spec, revision=revision)
+        weights = Path(spec) / WEIGHTS_NAME
+        if weights.is_file():  # a local folder: record its digest so callers can recognise the same weights
+            self._member_sha256[index] = checkpoint_sha256(Path(spec))
+            self._member_folders[index] = Path(spec)
+        return member
+
+    def member_sha256(self) -> list[str | None]:
+        """Each member's state digest (:func:`~hubdet.models.base.checkpoint_sha256`: its weights and any other state
+        file such as a skops head; ``None`` for registry/Hub members of an unsaved ensemble)."""
+        return list(self._member_sha256)
+
+    def member_folders(self) -> list[Path | None]:
+        """Each member's checkpoint folder on disk (``None`` for registry/Hub members of an unsaved ensemble)."""
+        return list(self._member_folders)
 
     def train(self, mode: bool = True) -> EnsembleDetector:
         """Members stay in eval mode (frozen); only the fusion follows ``mode``."""
@@ -303,14 +320,19 @@ class EnsembleDetector(Detector):
         metrics["train_accuracy"] = float(((fused > 0).float() == y).float().mean())
         return metrics
 
-    def _member_predictions(self, images: Sequence[Any]) -> tuple[list[list[Prediction]], torch.Tensor]:
-        per_member = [m._predict_images(images) for m in self.members]
+    def _member_predictions(
+        self, images: Sequence[Any], known: Mapping[int, Sequence[Prediction]] | None = None
+    ) -> list[list[Prediction]]:
+        """Each member's predictions on ``images`` (those of the members in ``known`` are taken as given)."""
+        known = known or {}
+        return [list(known[k]) if k in known else m._predict_images(images) for k, m in enumerate(self.members)]
+
+    def _scaled_logits(self, per_member: Sequence[Sequence[Prediction]], n_images: int) -> torch.Tensor:
         temps = self._temperatures()
-        logits = torch.tensor(
-            [[p[i].logit / t for p, t in zip(per_member, temps, strict=True)] for i in range(len(images))],
+        return torch.tensor(
+            [[p[i].logit / t for p, t in zip(per_member, temps, strict=True)] for i in range(n_images)],
             dtype=torch.float32,
         )
-        return per_member, logits
 
     def member_logits(self, images: Sequence[Any]) -> torch.Tensor:
         """``[B, M]`` temperature-scaled logits of each member's own predict path on decoded RGB PIL images.
@@ -320,7 +342,7 @@ class EnsembleDetector(Detector):
         self.eval()
         try:
             with torch.inference_mode():
-                logits = self._member_predictions(images)[1]
+                logits = self._scaled_logits(self._member_predictions(images), len(images))
         finally:
             self.train(was_training)
         return logits.clone()  # a normal tensor, usable with autograd
@@ -353,9 +375,48 @@ class EnsembleDetector(Detector):
         logger.info("ensemble fusion fitted: BCE %.4f -> %.4f", before, after)
         return {"bce_before": before, "bce_after": after}
 
+    def predict_with(
+        self, images: Sequence[Any], member_predictions: Mapping[int, Sequence[Prediction]], *, batch_size: int = 32
+    ) -> list[Prediction]:
+        """``predict``, reusing ``member_predictions[k]`` (one per image) instead of running member ``k``.
+
+        The given predictions must come from a detector with the member's weights and config (e.g. the same
+        checkpoint loaded on its own) on the same images in batches of ``batch_size`` (a batched forward may differ
+        in the last bits); the other members run as in ``predict``. The fusion, calibration, box choice and
+        ``extra["members"]`` are exactly those of ``predict``."""
+        from hubdet.data.imageio import load_image
+        from hubdet.models.preprocessing import thread_map
+
+        images = list(images)
+        for k, preds in member_predictions.items():
+            if not 0 <= k < len(self.members):
+                raise ConfigError(f"predict_with: {k} is not a member index (0..{len(self.members) - 1})")
+            if len(preds) != len(images):
+                raise ConfigError(f"predict_with: member {k} has {len(preds)} predictions for {len(images)} images")
+        was_training = self.training
+        self.eval()
+        results: list[Prediction] = []
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(images), batch_size):
+                    chunk = thread_map(load_image, images[start : start + batch_size])
+                    known = {k: list(p[start : start + batch_size]) for k, p in member_predictions.items()}
+                    results.extend(self.fuse_predictions(chunk, self._member_predictions(chunk, known)))
+        finally:
+            self.train(was_training)
+        return results
+
     def _predict_images(self, images: Sequence[Any]) -> list[Prediction]:
         """Every member predicts through its own path (full resolution for box heads); the logits are fused."""
-        per_member, member_logits = self._member_predictions(images)
+        return self.fuse_predictions(images, self._member_predictions(images))
+
+    def fuse_predictions(self, images: Sequence[Any], per_member: Sequence[Sequence[Prediction]]) -> list[Prediction]:
+        """Fuse the members' predictions ``per_member[k][i]`` (member ``k``, image ``i``) on decoded ``images``.
+
+        Each member's logit is divided by its temperature, fused, calibrated; the box comes from the box member."""
+        if len(per_member) != len(self.members) or any(len(p) != len(images) for p in per_member):
+            raise ConfigError(f"fuse_predictions: expected {len(self.members)} members x {len(images)} predictions")
+        member_logits = self._scaled_logits(per_member, len(images))
         fused = self.fuse(member_logits.to(self.device)).float().cpu()
         preds = self._to_predictions(images, fused, None, None, normalised=False)
         for i, pred in enumerate(preds):
@@ -397,10 +458,12 @@ class EnsembleDetector(Detector):
         for i, member in enumerate(self.members):
             sub = member.save_pretrained(members_dir / str(i), dtype=dtype, card=card)
             specs.append(f"{MEMBERS_DIR}/{i}")
-            digests.append(sha256_file(sub / WEIGHTS_NAME))
+            digests.append(checkpoint_sha256(sub))
         self.config.metadata.setdefault("member_sources", list(self.args.members))
         self.config.args = {**self.config.args, "members": specs, "member_sha256": digests}
         self.args = EnsembleArgs.from_dict(self.config.args, where=f"{self.config.name or self.family}.args")
+        self._member_sha256 = list(digests)
+        self._member_folders = [folder / spec for spec in specs]
         return super().save_pretrained(folder, dtype=dtype, card=card, card_kwargs=card_kwargs)
 
     @classmethod

@@ -80,9 +80,11 @@ HELDOUT = {
         "object removed by a patch-based tool that is not among the training backends, and their originals."
     ),
     "copymove": (
-        "**Unseen test split** (64 images): `inpaint_pairs` of the shared sample data: 1024x768 photos with an "
-        "object removed by a patch-based tool that is not among the training backends, and their originals "
-        "(evaluated once, after every choice was made on validation)."
+        "**Unseen test split** (64 images): `inpaint_pairs` of the shared sample data: 1024x768 PNG photos with an "
+        "object removed by another project's patch-based tool (hubdet's own exemplar inpainter, used in training, "
+        "is a different implementation), and their originals, from other photos. Every choice was made on "
+        "validation; the test split was read twice, after the first recipe and after a box rule chosen on "
+        "validation (ROC-AUC 0.941 both times)."
     ),
     "ensemble": "**Test split**: the members' test splits (409 classifier + 64 inpainting images).",
 }
