@@ -176,3 +176,17 @@ def test_one_photo_size_image_runs_in_a_few_seconds(detector):
     pred = detector.predict(image)[0]
     assert time.perf_counter() - start < 10.0
     assert pred.width == 1024 and pred.height == 768
+
+
+def test_explanation_map_marks_the_copied_region(detector):
+    from hubdet.app import service
+
+    fake, (x0, y0, x1, y1) = _copy_move(_texture())
+    heat = detector.explain_map(Image.fromarray(fake))
+    assert heat.shape == (H, W) and heat.dtype == np.float32 and 0 <= heat.min() and heat.max() <= 1
+    inside = np.zeros((H, W), bool)
+    inside[y0:y1, x0:x1] = True
+    assert heat[inside].mean() > 0.5 > heat[~inside].mean() + 0.3
+    assert not detector.explain_map(Image.fromarray(_texture())).any()  # nothing duplicated: an empty map
+    app_heat, method = service.explain(detector, Image.fromarray(fake))
+    assert np.array_equal(app_heat, heat) and "copy-move" in method

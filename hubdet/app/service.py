@@ -388,11 +388,16 @@ def _occlusion(detector: Any, x: Any, grid: int = 7) -> Any:
 def explain(detector: Any, img: Image.Image) -> tuple[np.ndarray, str]:
     """A ``[H, W]`` heatmap in [0, 1] over the ORIGINAL image of what pushed the fake logit up, and the method.
 
+    A detector with its own ``explain_map`` (copy-move: where the duplicated blocks are) is asked for it; otherwise
     Grad-CAM (captum ``LayerGradCam``) on the last conv layer that reaches the logit; occlusion (captum
     ``Occlusion``) for models without one (ensembles, ViTs, classical heads). The caller holds the detector lock.
     """
     from hubdet.models.preprocessing import crop_box
 
+    own = getattr(detector, "explain_map", None)
+    if callable(own):  # a detector that explains itself (copy-move: its duplicate density at native resolution)
+        heat_own = np.asarray(own(img), dtype=np.float32)
+        return np.clip(heat_own, 0.0, 1.0), str(getattr(detector, "explanation_method", "the detector's own map"))
     original = img
     if detector.config.preprocess.resize == "none" and max(img.size) > EXPLAIN_MAX_SIDE:
         img, _ = display_copy(img, EXPLAIN_MAX_SIDE)  # full-resolution families: bound the cost of explaining

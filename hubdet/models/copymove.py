@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError
@@ -115,6 +116,7 @@ class Analysis:
     score: float
     extra: dict[str, Any]
     region: np.ndarray | None = None
+    density: np.ndarray | None = None  # [H, W] float32 duplicate density (copied-to side) in [0, 1]
 
 
 def _dct_basis(n: int) -> np.ndarray:
@@ -212,7 +214,11 @@ class _Analyzer:
             math.log1p(max_votes), n_textured / max(n_blocks, 1),
         ], dtype=np.float32)
         extra.update(blocks=n_blocks, textured=n_textured, duplicated=n_dup, shifts=shifts_kept, stride=stride)
-        return Analysis(feats, box, float(comp_density if box is not None else 0.0), extra, region)
+        up = cv2.resize(density.astype(np.float32), (gx * stride, gy * stride), interpolation=cv2.INTER_NEAREST)
+        pixels = np.zeros((h, w), np.float32)
+        pixels[: min(h, up.shape[0]), : min(w, up.shape[1])] = up[:h, :w]
+        return Analysis(feats, box, float(comp_density if box is not None else 0.0), extra, region,
+                        np.clip(pixels, 0.0, 1.0))
 
     def _pairs(self, block_map: Any, ys: np.ndarray, xs: np.ndarray, stride: int,
                w: int) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -375,6 +381,21 @@ class CopyMoveDetector(Detector):
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise ConfigError(f"pixel_values must be [B, 3, H, W], got {tuple(pixel_values.shape)}")
         return [self._analyzer(self._luma(px)) for px in pixel_values]
+
+    #: What :meth:`explain_map` shows (the app's heatmap label).
+    explanation_method = "duplicate-block density (copy-move analysis, native resolution)"
+
+    def explain_map(self, image: Any) -> np.ndarray:
+        """``[H, W]`` map in [0, 1] over the image at its own size: the density of duplicated blocks on the copied-to
+        side, i.e. what the verdict and the box rest on (no gradients or occlusion needed)."""
+        from hubdet.data.imageio import load_image
+
+        img = image if isinstance(image, Image.Image) else load_image(image)
+        rgb = img.convert("RGB") if img.mode != "RGB" else img
+        (analysis,) = self.analyze(self.transform(rgb).unsqueeze(0))
+        if analysis.density is None:
+            return np.zeros((rgb.height, rgb.width), np.float32)
+        return analysis.density
 
     def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``[B, len(FEATURES)]`` image features (float32)."""
