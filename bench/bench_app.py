@@ -122,11 +122,8 @@ def bare_plan(det: Any, width: int, height: int, skip: Any = ()) -> list[tuple[A
 
 
 def count_tiles(det: Any, width: int, height: int, skip: Any = ()) -> int:
-    if det.family == "ensemble":
-        return sum(count_tiles(m, width, height) for k, m in enumerate(det.members) if k not in skip)
-    if det.family == "boxhead":
-        return sum(len(x) for _, x in bare_plan(det, width, height))
-    return 1
+    """How many images go through the networks of :func:`bare_plan` (tiles for a box head)."""
+    return sum(len(x) for _, x in bare_plan(det, width, height, skip))
 
 
 def in_process(specs: list[tuple[str, str]], image: Path, size: tuple[int, int], rounds: int,

@@ -156,11 +156,18 @@ class Detector(nn.Module):
 
         Raises :class:`hubdet._core.errors.BadImageError` naming the first input that cannot be decoded.
         """
+        if isinstance(images, (str, os.PathLike, bytes)) or not isinstance(images, Iterable) or hasattr(images, "size"):
+            images = [images]
+        return self._predict_batched(images, batch_size, lambda batch, _start: self._predict_images(batch))
+
+    def _predict_batched(
+        self, images: Iterable[Any], batch_size: int, run: Callable[[list[Any], int], list[Prediction]]
+    ) -> list[Prediction]:
+        """Decode ``images`` in batches of ``batch_size`` (in parallel, in input order) and call ``run(decoded,
+        start)`` on each in eval and inference mode; ``start`` is the batch's first index."""
         from hubdet.data.imageio import load_image
         from hubdet.models.preprocessing import thread_map
 
-        if isinstance(images, (str, os.PathLike, bytes)) or not isinstance(images, Iterable) or hasattr(images, "size"):
-            images = [images]
         was_training = self.training
         self.eval()
         results: list[Prediction] = []
@@ -170,10 +177,10 @@ class Detector(nn.Module):
                 for item in images:
                     batch.append(item)
                     if len(batch) == batch_size:  # decoded in parallel (PIL releases the GIL), in input order
-                        results.extend(self._predict_images(thread_map(load_image, batch)))
+                        results.extend(run(thread_map(load_image, batch), len(results)))
                         batch = []
                 if batch:
-                    results.extend(self._predict_images(thread_map(load_image, batch)))
+                    results.extend(run(thread_map(load_image, batch), len(results)))
         finally:
             self.train(was_training)
         return results

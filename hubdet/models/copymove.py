@@ -119,6 +119,14 @@ class Analysis:
     density: np.ndarray | None = None  # [H, W] float32 duplicate density (copied-to side) in [0, 1]
 
 
+def _to_pixels(grid: np.ndarray, stride: int, h: int, w: int) -> np.ndarray:
+    """A block-grid map (one cell every ``stride`` pixels) spread over an ``[h, w]`` pixel map (zero past the grid)."""
+    up = np.repeat(np.repeat(grid, stride, axis=0), stride, axis=1)[:h, :w]
+    out = np.zeros((h, w), grid.dtype)
+    out[: up.shape[0], : up.shape[1]] = up
+    return out
+
+
 def _dct_basis(n: int) -> np.ndarray:
     """Orthonormal DCT-II basis ``[n, n]`` (row u = frequency u)."""
     k = np.arange(n)
@@ -206,19 +214,15 @@ class _Analyzer:
             target[ys[pair_a[sel_a]], xs[pair_a[sel_a]]] = True
             target[ys[pair_b[sel_b]], xs[pair_b[sel_b]]] = True
             cover, density, dense = self._maps(target, textured, stride)
-        self._cover = cover
-        box, comp_frac, comp_density, extra, region = self._component(dense, density, img, stride, w, h,
+        box, comp_frac, comp_density, extra, region = self._component(dense, density, cover, img, stride, w, h,
                                                                       ys[pair_a], xs[pair_a], ys[pair_b], xs[pair_b])
         feats = np.array([
             n_dup / max(n_textured, 1), comp_frac, comp_density, math.log1p(n_dup), math.log1p(shifts_kept),
             math.log1p(max_votes), n_textured / max(n_blocks, 1),
         ], dtype=np.float32)
         extra.update(blocks=n_blocks, textured=n_textured, duplicated=n_dup, shifts=shifts_kept, stride=stride)
-        up = cv2.resize(density.astype(np.float32), (gx * stride, gy * stride), interpolation=cv2.INTER_NEAREST)
-        pixels = np.zeros((h, w), np.float32)
-        pixels[: min(h, up.shape[0]), : min(w, up.shape[1])] = up[:h, :w]
         return Analysis(feats, box, float(comp_density if box is not None else 0.0), extra, region,
-                        np.clip(pixels, 0.0, 1.0))
+                        np.clip(_to_pixels(density.astype(np.float32), stride, h, w), 0.0, 1.0))
 
     def _pairs(self, block_map: Any, ys: np.ndarray, xs: np.ndarray, stride: int,
                w: int) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -272,7 +276,8 @@ class _Analyzer:
             dense = cv2.morphologyEx(dense, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
         return cover, density, dense
 
-    def _component(self, dense: np.ndarray, density: np.ndarray, img: np.ndarray, stride: int, w: int, h: int,
+    def _component(self, dense: np.ndarray, density: np.ndarray, cover: np.ndarray, img: np.ndarray, stride: int,
+                   w: int, h: int,
                    ay: np.ndarray, ax: np.ndarray, by: np.ndarray,
                    bx: np.ndarray) -> tuple[list[float] | None, float, float, dict[str, Any], np.ndarray | None]:
         """Box (pixels), area fraction, mean density and pixel region map of the reported dense component; the
@@ -285,7 +290,7 @@ class _Analyzer:
         if not comps:
             return None, 0.0, 0.0, {"components": 0}, None
         # the component holding the most duplicated pixels (area alone favours loose clusters of chance matches)
-        mass = np.bincount(labels.ravel(), weights=self._cover.ravel().astype(np.float64), minlength=n)
+        mass = np.bincount(labels.ravel(), weights=cover.ravel().astype(np.float64), minlength=n)
         comps.sort(key=lambda i: -mass[i])
         rivals = [i for i in comps if mass[i] >= self.args.seam_tie * mass[comps[0]]]
         best = comps[0]
@@ -294,7 +299,7 @@ class _Analyzer:
             best = rivals[int(np.argmax(seams))]
         comp = labels == best
         # box of the duplicated pixels inside the component (the closing and the density window spread it)
-        sel = comp & (self._cover > 0)
+        sel = comp & (cover > 0)
         if self.args.filled_fraction > 0 and len(ay):
             # filled side: blocks whose partner lies outside the component (sources merged into it pair inside)
             in_a, in_b = comp[ay, ax], comp[by, bx]
@@ -311,9 +316,7 @@ class _Analyzer:
         box = [float(cols[0] * stride), float(rows[0] * stride), float(min(w, (cols[-1] + 1) * stride)),
                float(min(h, (rows[-1] + 1) * stride))]
         area = float(stats[best, cv2.CC_STAT_AREA]) * stride * stride / (w * h)
-        region = np.zeros((h, w), bool)
-        up = np.repeat(np.repeat(sel, stride, axis=0), stride, axis=1)[:h, :w]
-        region[: up.shape[0], : up.shape[1]] = up
+        region = _to_pixels(sel, stride, h, w)
         return box, min(area, 1.0), float(density[comp].mean()), {"components": len(comps)}, region
 
     @staticmethod
@@ -322,10 +325,7 @@ class _Analyzer:
         region has an unnatural seam, its source does not."""
         import cv2
 
-        mask = np.zeros(img.shape, np.uint8)
-        gy, gx = comp.shape
-        up = cv2.resize(comp.astype(np.uint8), (gx * stride, gy * stride), interpolation=cv2.INTER_NEAREST)
-        mask[: up.shape[0], : up.shape[1]] = up[: img.shape[0], : img.shape[1]]
+        mask = _to_pixels(comp.astype(np.uint8), stride, *img.shape)
         gxm = np.abs(cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3))
         gym = np.abs(cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3))
         grad = gxm + gym

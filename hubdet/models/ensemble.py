@@ -156,7 +156,6 @@ class EnsembleDetector(Detector):
         super().__init__(config, pretrained=pretrained)
         root = Path(member_root) if member_root is not None else None
         self._member_sha256: list[str | None] = list(self.args.member_sha256 or [None] * len(self.args.members))
-        self._member_folders: list[Path | None] = [None] * len(self.args.members)
         members = [self._load_member(spec, i, root, pretrained) for i, spec in enumerate(self.args.members)]
         for member in members:
             member.requires_grad_(False)
@@ -203,7 +202,6 @@ class EnsembleDetector(Detector):
                 if checkpoint_sha256(folder) != digests[index]:
                     raise CheckpointError(f"{folder}: member {index} weights or state files differ from those the "
                                           "ensemble was saved with (SHA-256 mismatch)")
-            self._member_folders[index] = folder
             return from_pretrained(folder)
         revision = None
         if "@" in spec and not Path(spec).exists():
@@ -212,17 +210,12 @@ class EnsembleDetector(Detector):
         weights = Path(spec) / WEIGHTS_NAME
         if weights.is_file():  # a local folder: record its digest so callers can recognise the same weights
             self._member_sha256[index] = checkpoint_sha256(Path(spec))
-            self._member_folders[index] = Path(spec)
         return member
 
     def member_sha256(self) -> list[str | None]:
         """Each member's state digest (:func:`~hubdet.models.base.checkpoint_sha256`: its weights and any other state
         file such as a skops head; ``None`` for registry/Hub members of an unsaved ensemble)."""
         return list(self._member_sha256)
-
-    def member_folders(self) -> list[Path | None]:
-        """Each member's checkpoint folder on disk (``None`` for registry/Hub members of an unsaved ensemble)."""
-        return list(self._member_folders)
 
     def train(self, mode: bool = True) -> EnsembleDetector:
         """Members stay in eval mode (frozen); only the fusion follows ``mode``."""
@@ -279,7 +272,7 @@ class EnsembleDetector(Detector):
                             for b in member_box.tolist()
                         ], device=member_box.device)
                     scores = out.box_scores if out.box_scores is not None else torch.zeros_like(columns[-1])
-                    if box is None or best is None or box_scores is None:
+                    if best is None or box is None or box_scores is None:  # the first box member
                         box, box_scores, best = member_box, scores.float(), columns[-1]
                     else:  # keep, per image, the box of the member with the highest calibrated logit
                         take = columns[-1] > best
@@ -384,27 +377,18 @@ class EnsembleDetector(Detector):
         checkpoint loaded on its own) on the same images in batches of ``batch_size`` (a batched forward may differ
         in the last bits); the other members run as in ``predict``. The fusion, calibration, box choice and
         ``extra["members"]`` are exactly those of ``predict``."""
-        from hubdet.data.imageio import load_image
-        from hubdet.models.preprocessing import thread_map
-
         images = list(images)
         for k, preds in member_predictions.items():
             if not 0 <= k < len(self.members):
                 raise ConfigError(f"predict_with: {k} is not a member index (0..{len(self.members) - 1})")
             if len(preds) != len(images):
                 raise ConfigError(f"predict_with: member {k} has {len(preds)} predictions for {len(images)} images")
-        was_training = self.training
-        self.eval()
-        results: list[Prediction] = []
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(images), batch_size):
-                    chunk = thread_map(load_image, images[start : start + batch_size])
-                    known = {k: list(p[start : start + batch_size]) for k, p in member_predictions.items()}
-                    results.extend(self.fuse_predictions(chunk, self._member_predictions(chunk, known)))
-        finally:
-            self.train(was_training)
-        return results
+
+        def run(chunk: list[Any], start: int) -> list[Prediction]:
+            known = {k: list(p[start : start + len(chunk)]) for k, p in member_predictions.items()}
+            return self.fuse_predictions(chunk, self._member_predictions(chunk, known))
+
+        return self._predict_batched(images, batch_size, run)
 
     def _predict_images(self, images: Sequence[Any]) -> list[Prediction]:
         """Every member predicts through its own path (full resolution for box heads); the logits are fused."""
@@ -463,7 +447,6 @@ class EnsembleDetector(Detector):
         self.config.args = {**self.config.args, "members": specs, "member_sha256": digests}
         self.args = EnsembleArgs.from_dict(self.config.args, where=f"{self.config.name or self.family}.args")
         self._member_sha256 = list(digests)
-        self._member_folders = [folder / spec for spec in specs]
         return super().save_pretrained(folder, dtype=dtype, card=card, card_kwargs=card_kwargs)
 
     @classmethod

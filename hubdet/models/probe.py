@@ -196,7 +196,6 @@ class ProbeDetector(Detector):
         with torch.no_grad():
             feats = [self.backbone(x).float().flatten(1)]
             for module, (scale, shift) in zip(self.extra_backbones, self._renorm, strict=True):
-                module.eval()
                 extra = x * scale.to(x.device, x.dtype) + shift.to(x.device, x.dtype)
                 feats.append(module(extra).float().flatten(1))
         return torch.cat(feats, dim=1)

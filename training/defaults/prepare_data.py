@@ -186,7 +186,7 @@ def jpeg(img: Image.Image, quality: int) -> bytes:
 
 
 def build_classify(items: list[Item], out: Path, *, size: int, seed: int, val_fraction: float,
-                   view: str = "rescale") -> dict[str, int]:
+                   view: str = "native") -> dict[str, int]:
     """Write the classification ``folder`` source; return counts per split and label."""
     rng = random.Random(seed)
     groups = sorted({it.group for it in items if not it.heldout})
