@@ -54,6 +54,11 @@ def test_transform_normalises_with_config():
     assert t[0].mean().item() == pytest.approx(1.0) and t[1].mean().item() == pytest.approx(-1.0)
 
 
-def test_center_crop_pads_small_images():
+def test_center_crop_enlarges_small_images_instead_of_padding():
     pre = PreprocessConfig(input_size=(32, 32), resize="center_crop")
-    assert apply_geometry(Image.new("RGB", (10, 10)), pre).size == (32, 32)
+    small = Image.new("RGB", (10, 16), (200, 100, 50))
+    out = apply_geometry(small, pre)
+    assert out.size == (32, 32)
+    assert min(out.getextrema()[0]) == 200  # no black border: the image was enlarged, not padded
+    # the box mapping follows the enlargement: the whole small image maps onto the whole crop's width
+    assert box_to_input([0, 0, 10, 16], pre, 10, 16)[0::2] == pytest.approx([0.0, 1.0])

@@ -47,6 +47,15 @@ def checkpoint_sha256(folder: str | os.PathLike) -> str:
 CARD_NAME = "README.md"
 
 
+def drop_external(module: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` (from ``state_dict(keep_vars=True)``) without the tensors of external backbones inside ``module``."""
+    external = {id(t) for m in module.modules() if getattr(m, "external", False)
+                for t in m.external_state().values()}
+    if not external:
+        return state
+    return {k: v for k, v in state.items() if id(v) not in external}
+
+
 class Detector(nn.Module):
     """A real-vs-fake detector. Subclasses set ``family`` and ``args_class`` and implement ``forward``.
 
@@ -91,9 +100,24 @@ class Detector(nn.Module):
         from hubdet.models.backbones import create_backbone
 
         module, source = create_backbone(name, pretrained=self.pretrained, num_classes=0, **kwargs)
-        if self.pretrained:
+        if getattr(module, "external", False):
+            self.check_external_weights(name, module.digest)
+            self.config.weights_source = source
+        elif self.pretrained:
             self.config.weights_source = source
         return module
+
+    def check_external_weights(self, name: str, digest: str) -> None:
+        """Record the digest of a backbone loaded by name (its tensors are not in the checkpoint), or, when the config
+        already records one (a loaded checkpoint), refuse different weights: a head fitted on one build of a
+        backbone does not transfer to another."""
+        expected = self.config.external_weights.get(name)
+        if expected is None:
+            self.config.external_weights = {**self.config.external_weights, name: digest}
+        elif expected != digest:
+            raise CheckpointError(
+                f"backbone {name!r}: its weights (sha256 {digest[:12]}...) differ from those this detector was "
+                f"fitted on (sha256 {expected[:12]}...); reinstall the weights named in its card")
 
     # ------------------------------------------------------------------ frozen layers
     def keep_frozen_norms_in_eval(self, module: nn.Module | None) -> None:
@@ -263,8 +287,9 @@ class Detector(nn.Module):
 
     # ------------------------------------------------------------------ save / load / push
     def tensors_to_save(self) -> dict[str, torch.Tensor]:
-        """The tensors written to model.safetensors (default: the full state dict)."""
-        return dict(self.state_dict())
+        """The tensors written to model.safetensors (default: the full state dict without the tensors of external
+        backbones, which load by name and are checked by digest)."""
+        return drop_external(self, dict(self.state_dict(keep_vars=True)))
 
     def save_extra(self, folder: Path) -> None:
         """Hook for families that write more files (members, classical heads, timm format)."""

@@ -195,7 +195,9 @@ class Classifier(Detector):
     # ------------------------------------------------------------------ save: hubdet + timm formats
     def tensors_to_save(self) -> dict[str, torch.Tensor]:
         """The timm model's own keys (no ``model.`` prefix), plus ``binary_head.*`` for an MLP head."""
-        return {k.removeprefix("model."): v for k, v in self.state_dict().items()}
+        from hubdet.models.base import drop_external
+
+        return {k.removeprefix("model."): v for k, v in drop_external(self, self.state_dict(keep_vars=True)).items()}
 
     @property
     def timm_compatible(self) -> bool:

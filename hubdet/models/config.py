@@ -75,6 +75,9 @@ class DetectorConfig(StrictConfig):
     labels: tuple[str, str] = ("real", "fake")
     weights_source: str = "random init"  # which pretrained weights the backbone started from
     metadata: dict[str, Any] = field(default_factory=dict)  # training data, eval results, hubdet version ...
+    # backbones whose tensors are NOT in model.safetensors (frozen foundation models loaded by name): name -> the
+    # SHA-256 of their tensors when the detector was fitted; a different digest at load time is an error
+    external_weights: dict[str, str] = field(default_factory=dict)
     hubdet_version: str = ""
     format_version: int = 1
     # timm's own Hub format, written by families whose weights are a plain timm model (the linear-head
@@ -94,6 +97,8 @@ class DetectorConfig(StrictConfig):
     def to_dict(self) -> dict[str, Any]:
         """config.json content; the timm keys only when the weights are in timm's format."""
         data = super().to_dict()
+        if not self.external_weights:
+            data.pop("external_weights", None)
         if not self.architecture:
             for key in self.TIMM_KEYS:
                 data.pop(key, None)

@@ -102,7 +102,8 @@ def convert_pixels(pixel_values: torch.Tensor, src: PreprocessConfig, dst: Prepr
 
     The geometry mirrors :func:`hubdet.models.preprocessing.apply_geometry` on the ``src`` tensor: ``resize`` and
     ``none`` resize to ``dst.input_size`` (a full-resolution member gets the whole view as one tile),
-    ``shorter_crop`` resizes the shorter side then centre-crops, ``center_crop`` crops/pads (black).
+    ``shorter_crop`` resizes the shorter side then centre-crops, ``center_crop`` crops at native resolution (enlarging
+    a view smaller than the crop first, never padding).
     """
     if src == dst:
         return pixel_values
@@ -128,9 +129,9 @@ def convert_pixels(pixel_values: torch.Tensor, src: PreprocessConfig, dst: Prepr
             scale = max(out_w, out_h) / dst.crop_pct / min(h, w)
             x = resize(x, (max(out_h, round(h * scale)), max(out_w, round(w * scale))))
         h, w = x.shape[-2:]
-        pad_h, pad_w = max(0, out_h - h), max(0, out_w - w)
-        if pad_h or pad_w:
-            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        if h < out_h or w < out_w:
+            scale = max(out_h / h, out_w / w)
+            x = resize(x, (max(out_h, round(h * scale)), max(out_w, round(w * scale))))
             h, w = x.shape[-2:]
         top, left = (h - out_h) // 2, (w - out_w) // 2
         x = x[..., top : top + out_h, left : left + out_w]

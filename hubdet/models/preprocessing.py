@@ -73,10 +73,11 @@ def crop_box(pre: PreprocessConfig, width: int, height: int) -> tuple[float, flo
         left = (scaled_w - out_w) / 2 / scale
         top = (scaled_h - out_h) / 2 / scale
         return left, top, scale, scale, float(out_w), float(out_h)
-    # center_crop at native resolution
-    left = (width - out_w) / 2
-    top = (height - out_h) / 2
-    return left, top, 1.0, 1.0, float(out_w), float(out_h)
+    # center_crop at native resolution (an image smaller than the crop is first enlarged to cover it)
+    scale = max(1.0, out_w / width, out_h / height)
+    left = (width * scale - out_w) / 2 / scale
+    top = (height * scale - out_h) / 2 / scale
+    return left, top, scale, scale, float(out_w), float(out_h)
 
 
 def apply_geometry(img: Image.Image, pre: PreprocessConfig) -> Image.Image:
@@ -92,9 +93,11 @@ def apply_geometry(img: Image.Image, pre: PreprocessConfig) -> Image.Image:
         new = (max(out_w, round(img.width * scale)), max(out_h, round(img.height * scale)))
         if new != img.size:
             img = img.resize(new, interp)
+    elif img.width < out_w or img.height < out_h:  # center_crop: enlarge an image smaller than the crop, never pad
+        scale = max(out_w / img.width, out_h / img.height)
+        img = img.resize((max(out_w, round(img.width * scale)), max(out_h, round(img.height * scale))), interp)
     left = (img.width - out_w) // 2
     top = (img.height - out_h) // 2
-    # PIL pads with black where the crop leaves the image (images smaller than input_size)
     return img.crop((left, top, left + out_w, top + out_h))
 
 
