@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -354,15 +354,6 @@ def load_vision_tower(name: str, *, shared: bool = True) -> _Loaded:
 
 
 # ---------------------------------------------------------------------------------------------- the module
-@dataclass
-class FoundationOptions:
-    """What a :class:`FoundationBackbone` returns from ``forward``."""
-
-    output: str = "embed"  # embed | cls | layers | tokens
-    layers: Sequence[int] = field(default_factory=tuple)  # 1-based transformer blocks (for output="layers")
-    normalize: bool = False  # L2-normalise each returned vector (each layer's CLS separately)
-
-
 class FoundationBackbone(nn.Module):
     """A frozen foundation vision tower with timm-like attributes (``num_features``, ``pretrained_cfg``).
 

