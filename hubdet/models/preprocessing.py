@@ -101,6 +101,25 @@ def apply_geometry(img: Image.Image, pre: PreprocessConfig) -> Image.Image:
     return img.crop((left, top, left + out_w, top + out_h))
 
 
+def grid_crops(img: Image.Image, pre: PreprocessConfig, n: int) -> list[Image.Image]:
+    """Up to ``n`` crops of ``pre.input_size`` at native resolution spread over the image: the centre crop first, then
+    the cells of the smallest square grid with at least ``n`` cells, nearest the centre first (an image smaller than
+    the crop gives its one enlarged centre crop; a crop-sized image gives one crop)."""
+    import math
+
+    out_h, out_w = pre.input_size
+    centre = apply_geometry(img, pre.replace(resize="center_crop"))
+    if n <= 1 or (img.width <= out_w and img.height <= out_h):
+        return [centre]
+    k = math.ceil(math.sqrt(n - 1)) if n > 1 else 1
+    xs = [round(i * (img.width - out_w) / max(1, k - 1)) if k > 1 else (img.width - out_w) // 2 for i in range(k)]
+    ys = [round(j * (img.height - out_h) / max(1, k - 1)) if k > 1 else (img.height - out_h) // 2 for j in range(k)]
+    cx, cy = (img.width - out_w) / 2, (img.height - out_h) / 2
+    cells = sorted({(max(0, x), max(0, y)) for x in xs for y in ys}, key=lambda p: (p[0] - cx) ** 2 + (p[1] - cy) ** 2)
+    crops = [centre] + [img.crop((x, y, x + out_w, y + out_h)) for x, y in cells[: n - 1]]
+    return [c if c.mode == "RGB" else c.convert("RGB") for c in crops]
+
+
 @functools.lru_cache(maxsize=64)
 def _normalisation_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """``[3, 256]`` float32 look-up table: 8-bit value ``v`` of channel ``c`` -> ``(v / 255 - mean[c]) / std[c]``.

@@ -105,6 +105,9 @@ class ProbeArgs(StrictConfig):
     autoencoder_batch_size: int = 256
     max_abs_logit: float = 20.0
     seed: int = 0
+    # test time: the mean of the head's logits over this many native-resolution crops spread over the image (the
+    # centre crop first; see hubdet.models.preprocessing.grid_crops); 1 = the preprocessing's single view
+    crops: int = 1
 
     def validate(self) -> None:
         if self.classifier not in CLASSIFIERS:
@@ -115,6 +118,8 @@ class ProbeArgs(StrictConfig):
             raise ConfigError("ProbeArgs.n_components and autoencoder_hidden must be >= 1, epochs >= 0")
         if self.max_abs_logit <= 0:
             raise ConfigError("ProbeArgs.max_abs_logit must be > 0")
+        if self.crops < 1:
+            raise ConfigError("ProbeArgs.crops must be >= 1")
 
 
 class AutoEncoder(nn.Module):
@@ -313,6 +318,20 @@ class ProbeDetector(Detector):
             proba = np.clip(proba, eps, 1 - eps)
             scores = np.log(proba) - np.log1p(-proba)
         return torch.from_numpy(np.clip(scores, -clip, clip)).float()
+
+    def _predict_images(self, images: Any) -> list[Any]:
+        """With ``crops > 1`` and a native-resolution crop, the mean logit of several crops per image."""
+        pre = self.config.preprocess
+        if self.args.crops <= 1 or pre.resize != "center_crop":
+            return super()._predict_images(images)
+        from hubdet.models.preprocessing import grid_crops, thread_map, to_batch
+
+        per_image = thread_map(lambda im: grid_crops(im, pre, self.args.crops), list(images))
+        views = [v for crops in per_image for v in crops]
+        logits = self.head_logits(self.extract_features(to_batch(views, pre).to(self.device)))
+        owner = torch.repeat_interleave(torch.arange(len(per_image)), torch.tensor([len(c) for c in per_image]))
+        mean = torch.zeros(len(per_image)).index_add_(0, owner, logits) / torch.bincount(owner).float()
+        return self._to_predictions(images, mean, None, None, normalised=True)
 
     def forward(
         self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None

@@ -37,6 +37,7 @@ import glob
 import io
 import logging
 import random
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -202,7 +203,8 @@ def shared_items(shared: Path, *, cap: int = 4) -> list[Item]:
 
 def extra_items(folder: Path, *, cap: int = 4, heldout_real_fraction: float = 0.3, seed: int = 2028) -> list[Item]:
     """A collected folder (``labels.csv``: file, label, generator, source_repo, group, ...): fakes of held-out
-    families and a random ``heldout_real_fraction`` of the real sources (by ``source_repo``) -> ``test_web``."""
+    families and a random ``heldout_real_fraction`` of the real sources (by ``source_repo``) -> ``test_web``. Frames
+    of GIF animations are skipped (their palette dithering would be a cue of "generated")."""
     labels = folder / "labels.csv"
     if not labels.exists():
         logger.warning("%s missing, skipped", labels)
@@ -213,6 +215,8 @@ def extra_items(folder: Path, *, cap: int = 4, heldout_real_fraction: float = 0.
     held_repos = set(repos[: round(len(repos) * heldout_real_fraction)])
     items = []
     for row in rows:
+        if re.search(r"\.gif#", row.get("source_path", ""), re.I):  # palette-dithered frames: a format cue, skipped
+            continue
         gen = row.get("generator", "")
         repo = row.get("source_repo", "")
         held = never_train(gen) if row["label"] == "fake" else repo in held_repos
