@@ -158,3 +158,21 @@ def test_nan_weights_are_refused(cache):
     state["visual_projection.weight"][0, 0] = float("nan")
     with pytest.raises(CheckpointError, match="visual_projection.weight"):
         foundation._strict_load(model, state, "somewhere.safetensors")
+
+
+def test_feature_cache_runs_the_tower_once_per_input(cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("HUBDET_FEATURE_CACHE", str(tmp_path / "features"))
+    tower = FoundationBackbone("clip_tiny.random", output="layers", layers=[1, 2])
+    calls = []
+    real = tower._summaries
+    monkeypatch.setattr(tower, "_summaries", lambda x: calls.append(len(x)) or real(x))
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        first = tower(x)
+        again = tower(x)
+        mixed = tower(torch.cat([x[:1], torch.randn(1, 3, 32, 32)]))
+    assert calls == [3, 1]  # the second call is served from disk; only the new image of the third runs
+    assert torch.equal(first, again) and torch.equal(mixed[0], first[0])
+    monkeypatch.delenv("HUBDET_FEATURE_CACHE")
+    with torch.inference_mode():
+        assert torch.allclose(tower(x), first, atol=1e-5)  # the cache changes nothing but the cost

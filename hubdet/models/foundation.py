@@ -353,14 +353,54 @@ def load_vision_tower(name: str, *, shared: bool = True) -> _Loaded:
         return loaded
 
 
+# ---------------------------------------------------------------------------------------------- feature cache
+class FeatureCache:
+    """Tower summaries on disk, one safetensors file per input (``<key[:2]>/<key>.safetensors``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.safetensors"
+
+    def get(self, key: str) -> dict[str, torch.Tensor] | None:
+        from safetensors.torch import load_file
+
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            return load_file(str(path))
+        except Exception:  # a torn write: recompute
+            logger.warning("feature cache entry %s unreadable, recomputed", path)
+            return None
+
+    def put(self, key: str, value: dict[str, torch.Tensor]) -> None:
+        from safetensors.torch import save_file
+
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        save_file({k: v.contiguous() for k, v in value.items()}, str(tmp))
+        os.replace(tmp, path)
+
+
+def feature_cache() -> FeatureCache | None:
+    """The feature cache named by ``HUBDET_FEATURE_CACHE`` (a folder), or None."""
+    root = os.environ.get("HUBDET_FEATURE_CACHE", "").strip()
+    return FeatureCache(Path(root)) if root else None
+
+
 # ---------------------------------------------------------------------------------------------- the module
 class FoundationBackbone(nn.Module):
     """A frozen foundation vision tower with timm-like attributes (``num_features``, ``pretrained_cfg``).
 
     ``forward(pixel_values)`` returns ``[B, num_features]``: the projected image embedding (``embed``; CLIP's
-    ``image_embeds``, DINOv2's / SigLIP's pooled output), the final CLS token (``cls``), or the CLS tokens of several
-    intermediate blocks concatenated (``layers``, RINE-style). :meth:`patch_tokens` gives the patch grid of a block
-    for dense heads.
+    ``image_embeds``, DINOv2's / SigLIP's pooled output), the final CLS token (``cls``), the CLS tokens of several
+    intermediate blocks concatenated (``layers``, RINE-style) or their mean patch tokens (``tokens``).
+    :meth:`patch_tokens` gives the patch grid of a block for dense heads. With ``HUBDET_FEATURE_CACHE`` set, the
+    summaries of each input (keyed by the weights and the input tensor's bytes) are kept on disk, so fitting many
+    heads on one data set runs the tower once per image.
     """
 
     external = True  # its tensors are not repeated in a detector's model.safetensors
@@ -379,7 +419,7 @@ class FoundationBackbone(nn.Module):
         self.output = output
         self.normalize = normalize
         depth = int(getattr(self._vision_config(), "num_hidden_layers", 0))
-        self.layers = tuple(int(i) for i in layers) or ((depth,) if output == "layers" else ())
+        self.layers = tuple(int(i) for i in layers) or ((depth,) if output in ("layers", "tokens") else ())
         bad = [i for i in self.layers if not 1 <= i <= depth]
         if bad:
             raise ConfigError(f"{name}: layers {bad} outside 1..{depth}")
@@ -387,7 +427,7 @@ class FoundationBackbone(nn.Module):
         if output == "embed":
             self.num_features = int(getattr(self._vision_config(), "projection_dim", 0) or hidden) \
                 if self.arch.kind == "clip" else hidden
-        elif output == "layers":
+        elif output in ("layers", "tokens"):
             self.num_features = hidden * len(self.layers)
         else:
             self.num_features = hidden
@@ -413,20 +453,62 @@ class FoundationBackbone(nn.Module):
             kwargs["interpolate_pos_encoding"] = True
         return self.model(**kwargs)
 
+    def summaries(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Everything the outputs are made of: ``embed`` (projected or pooled), ``pooled`` (final CLS after the
+        last norm), ``cls`` and ``patch_mean`` (``[B, depth + 1, D]``: the CLS token and the mean patch token after
+        the embeddings and after every block). Read from / written to the feature cache when one is set."""
+        cache = feature_cache() if not torch.is_grad_enabled() or not any(
+            p.requires_grad for p in self.model.parameters()) else None
+        if cache is None:
+            return self._summaries(pixel_values)
+        keys = [self._cache_key(x) for x in pixel_values]
+        found = [cache.get(k) for k in keys]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if missing:
+            fresh = self._summaries(pixel_values[missing])
+            for j, i in enumerate(missing):
+                found[i] = {k: v[j].detach().cpu() for k, v in fresh.items()}
+                cache.put(keys[i], found[i])
+        return {k: torch.stack([f[k] for f in found]).to(pixel_values.device) for k in found[0]}
+
+    def _summaries(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self._run(pixel_values, hidden=True)
+        hidden = out.hidden_states
+        skip = 1 if self.arch.kind in ("clip", "dinov2") else 0  # SigLIP has no CLS token
+        if self.arch.kind == "clip":  # CLIPVisionModelWithProjection returns no pooler output: its final-norm CLS
+            embed, pooled = out.image_embeds, self.model.vision_model.post_layernorm(out.last_hidden_state[:, 0])
+        elif self.arch.kind == "dinov2":
+            embed = pooled = out.pooler_output
+        else:
+            embed = pooled = out.pooler_output
+        cls = torch.stack([h[:, 0] for h in hidden], 1) if skip else torch.stack([h.mean(1) for h in hidden], 1)
+        patch_mean = torch.stack([h[:, skip:].mean(1) for h in hidden], 1)
+        return {"embed": embed.float(), "pooled": pooled.float(), "cls": cls.float(), "patch_mean": patch_mean.float()}
+
+    def _cache_key(self, x: torch.Tensor) -> str:
+        digest = hashlib.sha256(f"{self.name}\0{self.digest}\0{tuple(x.shape)}\0".encode())
+        digest.update(x.detach().cpu().contiguous().float().numpy().tobytes())
+        return digest.hexdigest()
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        out = self._run(pixel_values, hidden=self.output in ("layers", "tokens"))
-        if self.output == "embed":
-            if self.arch.kind == "clip":
-                feats = out.image_embeds
+        if self.output in ("embed", "cls") and feature_cache() is None:  # no hidden states needed
+            out = self._run(pixel_values, hidden=False)
+            if self.arch.kind != "clip":
+                vectors = [out.pooler_output]
+            elif self.output == "embed":
+                vectors = [out.image_embeds]
             else:
-                feats = out.pooler_output
-            vectors = [feats]
-        elif self.output == "cls":
-            vectors = [out.pooler_output if self.arch.kind == "clip" else out.last_hidden_state[:, 0]]
-        elif self.output == "layers":
-            vectors = [out.hidden_states[i][:, 0] for i in self.layers]
-        else:  # tokens: mean of the patch tokens of the last block
-            vectors = [out.last_hidden_state[:, 1:].mean(1)]
+                vectors = [self.model.vision_model.post_layernorm(out.last_hidden_state[:, 0])]
+        else:
+            s = self.summaries(pixel_values)
+            if self.output == "embed":
+                vectors = [s["embed"]]
+            elif self.output == "cls":
+                vectors = [s["pooled"]]
+            elif self.output == "layers":
+                vectors = [s["cls"][:, i] for i in self.layers]
+            else:  # tokens: the mean patch token of each chosen block (default: the last)
+                vectors = [s["patch_mean"][:, i] for i in (self.layers or (-1,))]
         if self.normalize:
             vectors = [torch.nn.functional.normalize(v, dim=-1) for v in vectors]
         return torch.cat(vectors, dim=1) if len(vectors) > 1 else vectors[0]
