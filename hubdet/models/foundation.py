@@ -298,10 +298,12 @@ def _build(name: str) -> tuple[nn.Module, str, Architecture]:
         return model, f"{name}: {weights.description} ({source})", arch
     model = model_class(config_class(**arch.config))
     if weights.random:
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator().manual_seed(0)  # every tensor seeded: the same weights in every process
         with torch.no_grad():
-            for p in model.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.02 if p.ndim > 1 else p)
+            for key, p in model.named_parameters():
+                norm = "norm" in key.lower() or "layrnorm" in key
+                p.copy_(torch.full_like(p, float(key.endswith("weight"))) if norm
+                        else torch.randn(p.shape, generator=gen) * 0.02)
         return model, f"{name}: {weights.description}", arch
     from safetensors.torch import load_file
 
@@ -435,6 +437,9 @@ class FoundationBackbone(nn.Module):
         self.patch_size = int(self.arch.patch_size)
         self.pretrained_cfg = {"mean": self.arch.mean, "std": self.arch.std,
                                "input_size": (3, self.arch.input_size, self.arch.input_size), "tag": name}
+        # the tensors that come from the named weights; own() hands fine-tuned ones over to the detector's checkpoint
+        self._external = {id(t) for t in self.model.state_dict(keep_vars=True).values()}
+        self.shared = shared
 
     def _vision_config(self) -> Any:
         cfg = self.model.config
@@ -457,8 +462,8 @@ class FoundationBackbone(nn.Module):
         """Everything the outputs are made of: ``embed`` (projected or pooled), ``pooled`` (final CLS after the
         last norm), ``cls`` and ``patch_mean`` (``[B, depth + 1, D]``: the CLS token and the mean patch token after
         the embeddings and after every block). Read from / written to the feature cache when one is set."""
-        cache = feature_cache() if not torch.is_grad_enabled() or not any(
-            p.requires_grad for p in self.model.parameters()) else None
+        tuned = any(id(p) not in self._external for p in self.model.parameters())  # adapters or fine-tuned blocks
+        cache = None if tuned else feature_cache()
         if cache is None:
             return self._summaries(pixel_values)
         keys = [self._cache_key(x) for x in pixel_values]
@@ -491,7 +496,7 @@ class FoundationBackbone(nn.Module):
         return digest.hexdigest()
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if self.output in ("embed", "cls") and feature_cache() is None:  # no hidden states needed
+        if self.output in ("embed", "cls") and (feature_cache() is None or torch.is_grad_enabled()):
             out = self._run(pixel_values, hidden=False)
             if self.arch.kind != "clip":
                 vectors = [out.pooler_output]
@@ -522,8 +527,36 @@ class FoundationBackbone(nn.Module):
         return tokens[:, skip:].transpose(1, 2).reshape(tokens.shape[0], -1, grid_h, grid_w)
 
     def external_state(self) -> dict[str, torch.Tensor]:
-        """The tensors that come from the named weights (left out of a detector's model.safetensors)."""
-        return dict(self.model.state_dict(keep_vars=True))
+        """The tensors that come from the named weights and are not fine-tuned (left out of a detector's
+        model.safetensors); adapters added later (LoRA) and tensors handed over with :meth:`own` are not among them."""
+        return {k: t for k, t in self.model.state_dict(keep_vars=True).items() if id(t) in self._external}
+
+    def own(self, names: Sequence[str]) -> None:
+        """Fine-tuned tensors of the tower (names in ``self.model``): stored in the detector's checkpoint from now on.
+        Only a private copy (``shared=False``) may be fine-tuned."""
+        if names and self.shared:
+            raise ConfigError(f"{self.name}: a shared backbone cannot be fine-tuned (build it with shared=False)")
+        state = self.model.state_dict(keep_vars=True)
+        unknown = sorted(set(names) - set(state))
+        if unknown:
+            raise ConfigError(f"{self.name}: no tensors {unknown[:5]}")
+        self._external -= {id(state[n]) for n in names}
+
+    def blocks(self) -> list[list[str]]:
+        """Parameter names of ``self.model`` in blocks, first to last: the embeddings, each transformer block (the
+        final norm and projection with the last)."""
+        names = [n for n, _ in self.model.named_parameters()]
+        blocks: dict[int, list[str]] = {}
+        import re
+
+        for n in names:
+            m = re.search(r"\.layers?\.(\d+)\.", n)
+            index = int(m.group(1)) + 1 if m else (0 if "embed" in n or "pre_layrnorm" in n else 10**6)
+            blocks.setdefault(index, []).append(n)
+        ordered = [blocks[k] for k in sorted(blocks)]
+        if len(ordered) > 1 and 10**6 in blocks:  # the final norm / projection join the last block
+            ordered[-2] = ordered[-2] + ordered.pop()
+        return ordered
 
 
 def create_foundation_backbone(name: str, *, num_classes: int = 0, **kwargs: Any) -> tuple[nn.Module, str]:
