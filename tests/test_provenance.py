@@ -379,6 +379,13 @@ def test_jpeg_xmp_digital_source_type(tmp_path, xmp, expected):
         assert "Unsigned" in r.reason and r.source_types[0].where == "XMP Iptc4xmpExt:DigitalSourceType"
 
 
+def test_a_stripped_manifest_left_pointer_is_no_claim(tmp_path, c2pa_mod):
+    xmp = _xmp("", 'xmlns:dcterms="http://purl.org/dc/terms/" '
+                   'dcterms:provenance="self#jumbf=/c2pa/urn:uuid:0b3bd0b6-9783-4adc-9609-fb29fff858da"')
+    r = check(inspect(_jpeg(tmp_path, xmp=xmp)))
+    assert r.conclusion == "no_claim" and not r.c2pa.present and r.software["xmp:provenance"].startswith("self#jumbf")
+
+
 def test_explicit_ai_edit_is_not_escalated_by_a_generator_name(tmp_path):
     xmp = _xmp("", f'Iptc4xmpExt:DigitalSourceType="{DST}compositeWithTrainedAlgorithmicMedia" '
                    'xmp:CreatorTool="Adobe Firefly"')

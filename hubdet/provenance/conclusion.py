@@ -126,7 +126,7 @@ def conclude(c2pa: C2paEvidence, claims: list[SourceTypeClaim], generators: list
             if unsigned and unsigned != signed:
                 reason += f" Unsigned metadata disagrees (not verified): {unsigned_words}."
             return signed, reason, True
-        actions = ", ".join(sorted({a.action for a in c2pa.actions})) or "no actions"
+        actions = ", ".join(dict.fromkeys(a.action for a in c2pa.actions)) or "no actions"
         others = f" (it declares {', '.join(sorted({c.term for c in signed_claims}))})" if signed_claims else ""
         prefix = f"{head} It records {actions} but no AI, AI-edit or capture source type{others}. "
 

@@ -29,9 +29,11 @@ logger = logging.getLogger(__name__)
 #: Codes that are about trust, not integrity: a manifest failing only these still validates.
 TRUST_ONLY_FAILURES = frozenset({"signingCredential.untrusted"})
 
-#: Markers of a JUMBF manifest store in the raw bytes: when they are present but the reader finds or parses
-#: nothing, the file carries a damaged manifest rather than none.
-_JUMBF_MARKERS = (b"jumb", b"c2pa")
+#: Markers of a JUMBF manifest store in the raw bytes (a JUMBF description box type and the C2PA label): when they
+#: are present but the reader finds or parses nothing, the file carries a damaged manifest rather than none. (XMP's
+#: ``dcterms:provenance`` pointer, ``self#jumbf=/c2pa/...``, left behind when an editor strips a manifest, has no
+#: ``jumd`` box type and does not count.)
+_JUMBF_MARKERS = (b"jumd", b"c2pa")
 
 _MAX_INGREDIENT_DEPTH = 8
 

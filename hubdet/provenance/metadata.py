@@ -34,7 +34,7 @@ EXIF_GENERATOR_FIELDS = ("Software", "Artist", "HostComputer")
 
 #: XMP properties recorded, by local name, and those in which a generator's name counts as a claim.
 XMP_FIELDS = ("CreatorTool", "Software", "Make", "Model", "AISystemUsed", "AISystemVersionUsed",
-              "AIPromptInformation", "AIPromptWriterName")
+              "AIPromptInformation", "AIPromptWriterName", "provenance")
 XMP_GENERATOR_FIELDS = ("CreatorTool", "Software")
 
 #: PNG text keys (besides the generator keys) recorded as they are.

@@ -9,7 +9,7 @@ from pathlib import Path
 from hubdet.provenance.conclusion import conclude
 from hubdet.provenance.manifest import read_c2pa
 from hubdet.provenance.metadata import PILLOW_MIME, read_metadata
-from hubdet.provenance.record import Provenance
+from hubdet.provenance.record import C2paEvidence, Provenance
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def inspect(source: PathOrBytes, *, name: str | None = None, trust_anchors: str 
     where, data, error = _read(source, name)
     if data is None:
         errors = [f"{where}: {error}"]
-        conclusion, reason, signed = conclude(Provenance(source=where).c2pa, [], [], errors, [])
+        conclusion, reason, signed = conclude(C2paEvidence(), [], [], errors, [])
         return Provenance(source=where, conclusion=conclusion, reason=reason, signed=signed, errors=errors)
     meta = read_metadata(data, where)
     mime = PILLOW_MIME.get(meta.format or "")

@@ -157,11 +157,17 @@ class Provenance(StrictConfig):
     def summary(self) -> str:
         """One line for a table cell or a panel title, e.g. ``declared_ai (C2PA, signer not on a trust list)``."""
         bits: list[str] = []
+        c = self.c2pa
         if self.conclusion == "invalid_claim":
-            bits.append("C2PA fails validation")
+            failures = [f for f in c.failures if f != "signingCredential.untrusted"]
+            bits.append("C2PA fails validation: " + (", ".join(failures) if failures else "malformed manifest"))
         elif self.signed:
-            bits.append("C2PA" + ("" if self.c2pa.trusted else ", signer not on a trust list"))
-        elif self.conclusion != "no_claim":
+            bits.append("C2PA" + ("" if c.trusted else ", signer not on a trust list"))
+        elif c.present and not c.embedded:
+            bits.append("remote C2PA manifest not fetched")
+        elif c.present:
+            bits.append("valid C2PA manifest without an AI or capture source type")
+        if not self.signed and self.conclusion not in ("no_claim", "invalid_claim"):
             bits.append("unsigned metadata")
         tools = sorted({g.tool for g in self.generators})
         if tools:
