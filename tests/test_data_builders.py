@@ -44,9 +44,11 @@ def test_every_registered_source_describes_itself_and_refuses_an_empty_folder(na
 
     cls = get_source(name)
     assert cls.SOURCE_NAME == name and cls.LAYOUT and isinstance(cls.HUB_COLUMNS, ColumnMap)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DataLayoutError, match="empty"):
-        load_source(name, tmp_path / "empty", cache_dir=tmp_path / "cache")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataLayoutError) as err:  # names the folder and what the source expects there
+        load_source(name, empty, cache_dir=tmp_path / "cache")
+    assert str(err.value).startswith(str(empty)) and (cls.LAYOUT in str(err.value) or "expected" in str(err.value))
 
 
 def test_cifake_splits_labels_generators_and_bad_files(tmp_path, cifake_tree):
