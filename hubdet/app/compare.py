@@ -82,36 +82,41 @@ def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names:
     for n in chosen:
         result = DetectorResult(detector=n, error=failures.get(n))
         if n in detectors:
-            run = runs[n]
-            result.family, result.supports_boxes = detectors[n].family, bool(detectors[n].supports_boxes)
-            result.shared_members = run.shared_members
-            if run.error is not None:
-                result.error = f"{n} failed on {decoded.name}: {run.error}"
-            else:
-                _fill(result, run.predictions[0], run.seconds)  # type: ignore[index]
-                if explain_it:
-                    with pool.lock(n):
-                        _explain(result, detectors[n], decoded.image, shown)
-                if result.supports_boxes:
-                    label = f"{n}: {result.box_score:.2f}" if result.box_score is not None else n
-                    result.box_image = draw_box(shown, result.box, label, scale=scale)
+            _fill(result, detectors[n], runs[n], decoded.name)
+            if result.error is None:
+                with pool.lock(n):  # explanations hook the detector's modules
+                    _pictures(result, detectors[n], decoded.image, shown, scale, explain_it=explain_it)
         results.append(result)
     return Comparison(image=decoded.info(), results=results, summary=agreement_summary(results), preview=shown)
 
 
-def _fill(result: DetectorResult, pred: Any, seconds: float) -> None:
-    """Copy one prediction into ``result`` (box rounded to 0.1 pixel)."""
-    result.seconds = round(seconds, 4)
+def _fill(result: DetectorResult, detector: Any, run: Any, file: str) -> None:
+    """Copy a detector's :class:`~hubdet.models.predict.DetectorRun` on one image into ``result`` (box rounded to
+    0.1 pixel), or its error."""
+    result.family, result.supports_boxes = detector.family, bool(detector.supports_boxes)
+    result.shared_members = run.shared_members
+    if run.error is not None:
+        result.error = f"{result.detector} failed on {file}: {run.error}"
+        return
+    pred = run.predictions[0]
+    result.seconds = round(run.seconds, 4)
     result.prob_fake = float(pred.prob)
     result.verdict = pred.verdict
     result.box = [round(float(v), 1) for v in pred.box] if pred.box is not None else None
     result.box_score = float(pred.box_score) if pred.box_score is not None else None
 
 
-def _explain(result: DetectorResult, detector: Any, img: Image.Image, shown: Image.Image) -> None:
-    """Add the heatmap overlay (display size) and the method to ``result``; a failure is reported, not raised."""
+def _pictures(result: DetectorResult, detector: Any, img: Image.Image, shown: Image.Image, scale: float, *,
+              explain_it: bool) -> None:
+    """The column's pictures at display size (``shown`` is ``img`` scaled by ``scale``): the heatmap overlay (and
+    the method) when asked, and the box for box-capable detectors. A failed explanation is reported, not raised."""
     from hubdet.models.explain import explain
 
+    if result.supports_boxes:
+        label = f"{result.detector}: {result.box_score:.2f}" if result.box_score is not None else result.detector
+        result.box_image = draw_box(shown, result.box, label, scale=scale)
+    if not explain_it:
+        return
     try:
         start = time.perf_counter()
         heat, result.explanation = explain(detector, img)
