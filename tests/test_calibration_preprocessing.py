@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from hubdet.models import calibration
 from hubdet.models.config import CalibrationConfig, PreprocessConfig
-from hubdet.models.preprocessing import apply_geometry, box_to_input, box_to_original, build_transform
+from hubdet.models.preprocessing import (
+    apply_geometry,
+    box_to_input,
+    box_to_original,
+    build_transform,
+    map_to_original,
+)
 
 
 def test_temperature_recovers_overconfident_scale():
@@ -57,3 +64,26 @@ def test_transform_normalises_with_config():
 def test_center_crop_pads_small_images():
     pre = PreprocessConfig(input_size=(32, 32), resize="center_crop")
     assert apply_geometry(Image.new("RGB", (10, 10)), pre).size == (32, 32)
+
+
+@pytest.mark.parametrize("policy", ["resize", "shorter_crop", "center_crop"])
+def test_map_to_original_follows_the_box_geometry(policy):
+    """A map that is 1 on one input cell lands where box_to_original puts that cell, and nowhere else."""
+    pre = PreprocessConfig(input_size=(64, 64), resize=policy, crop_pct=0.875 if policy == "shorter_crop" else 1.0)
+    w, h = 200, 120
+    cell = np.zeros((64, 64), np.float32)
+    cell[16:48, 24:40] = 1.0
+    out = map_to_original(cell, pre, w, h)
+    assert out.shape == (h, w) and out.dtype == np.float32
+    x0, y0, x1, y1 = box_to_original([24 / 64, 16 / 64, 40 / 64, 48 / 64], pre, w, h)
+    inside = out[round(y0) + 2 : round(y1) - 2, round(x0) + 2 : round(x1) - 2]
+    assert inside.min() > 0.9
+    outside = out.copy()
+    outside[max(0, round(y0) - 2) : round(y1) + 2, max(0, round(x0) - 2) : round(x1) + 2] = 0
+    assert outside.max() == 0.0
+
+
+def test_map_to_original_pads_with_zeros_where_the_input_is_larger():
+    pre = PreprocessConfig(input_size=(32, 32), resize="center_crop")
+    out = map_to_original(np.ones((32, 32), np.float32), pre, 10, 20)  # the crop is padded around the image
+    assert out.shape == (20, 10) and out.min() == 1.0
