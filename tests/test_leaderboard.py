@@ -22,9 +22,9 @@ from hubdet.eval.leaderboard import (
     sources_of,
     stage_submission,
 )
+from hubdet.eval.metric_table import Records
 from hubdet.eval.results import DatasetInfo, ModelInfo, ResultError
 from hubdet.eval.robustness import resolve_perturbations
-from hubdet.eval.metric_table import Records
 from hubdet.eval.runner import build_result
 from tests.plugins.hub import run_with_hub
 

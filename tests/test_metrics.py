@@ -10,6 +10,7 @@ from sklearn import metrics as skm
 from torchvision.ops import box_iou
 
 from hubdet.eval import list_metrics, load_metric
+from hubdet.eval.metric_table import metric_drops
 from hubdet.eval.metrics import (
     binary_metrics,
     box_metrics,
@@ -18,7 +19,6 @@ from hubdet.eval.metrics import (
     pixel_metrics,
     tpr_at_fpr,
 )
-from hubdet.eval.metric_table import metric_drops
 from hubdet.eval.robustness import PROTOCOL, Perturbation, apply_perturbation, resolve_perturbations
 
 

@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``evaluate``, ``cross-eval`` and ``leaderboard`` to the ``hubdet`` command."""
     p = subparsers.add_parser(

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubdet._core.errors import UnknownNameError
-
 logger = logging.getLogger(__name__)
 
 

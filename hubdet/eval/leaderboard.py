@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hubdet.eval.results import ResultError, read_result_file, validate_result
 from hubdet.eval.metric_table import get_metric, metric_direction, metric_names
+from hubdet.eval.results import ResultError, read_result_file, validate_result
 
 logger = logging.getLogger(__name__)
 
