@@ -154,18 +154,26 @@ def test_splits_are_carved_stratified_and_reproducible(tiny_data: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ end to end
-@pytest.mark.parametrize(
-    ("name", "extra"),
-    [("classifier_tiny.test", {"augment.hflip": True, "augment.rotation": 20.0, "optim.scheduler": "cosine"}),
-     ("boxhead_tiny.test", {"augment.hflip": True, "augment.shift": 0.1, "model.args": {"alpha": 100.0,
-                                                                                       "beta": 0.8}}),
-     ("ensemble_tiny.test", {"optim.optimizer": "sgd", "optim.lr": 0.01}),
-     ("probe_tiny.test", {"augment.jitter_p": 0.5, "augment.blur_p": 0.5})],
-)
-def test_family_trains_end_to_end_and_loads(tiny_data: Path, tmp_path: Path, name: str, extra: dict) -> None:
+#: Per-family extras for the end-to-end run (augmentation, schedules, optimizers); every tiny family is trained.
+FAMILY_EXTRAS = {
+    "classifier_tiny.test": {"augment.hflip": True, "augment.rotation": 20.0, "optim.scheduler": "cosine"},
+    "boxhead_tiny.test": {"augment.hflip": True, "augment.shift": 0.1, "model.args": {"alpha": 100.0, "beta": 0.8}},
+    "ensemble_tiny.test": {"optim.optimizer": "sgd", "optim.lr": 0.01},
+    "probe_tiny.test": {"augment.jitter_p": 0.5, "augment.blur_p": 0.5},
+}
+
+
+def _tiny_families() -> list[str]:
+    from hubdet.models import list_detectors
+
+    return [n for n in list_detectors() if n.endswith(".test")]
+
+
+@pytest.mark.parametrize("name", _tiny_families())
+def test_family_trains_end_to_end_and_loads(tiny_data: Path, tmp_path: Path, name: str) -> None:
     import hubdet
 
-    cfg = _cfg(tiny_data, tmp_path / "run", name, **extra)
+    cfg = _cfg(tiny_data, tmp_path / "run", name, **FAMILY_EXTRAS.get(name, {}))
     result = train.train(cfg)
     model_dir = Path(result["model_dir"])
     detector = hubdet.from_pretrained(model_dir)
