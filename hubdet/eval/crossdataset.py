@@ -101,11 +101,11 @@ def cross_evaluate(
     Each source is loaded once and shared by the models. Rows with the same training source are disambiguated
     with the model name.
     """
-    from hubdet.eval.metric_table import get_metric
+    from hubdet.eval.metric_table import DEFAULT_PRIMARY, get_metric
     from hubdet.eval.runner import evaluate_detector, load_eval_data, load_model
 
     kind = get_metric(metric).kind  # unknown names raise with suggestions
-    primary = metric if kind == "binary" else "roc_auc"
+    primary = metric if kind == "binary" else DEFAULT_PRIMARY
 
     specs = [s if isinstance(s, SourceSpec) else SourceSpec.parse(s) if isinstance(s, str) else SourceSpec(**s)
              for s in sources]

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hubdet.eval.metric_table import get_metric, metric_direction, metric_names
+from hubdet.eval.metric_table import DEFAULT_PRIMARY, get_metric, metric_direction, metric_names
 from hubdet.eval.results import ResultError, read_result_file, validate_result
 
 logger = logging.getLogger(__name__)
@@ -115,8 +115,8 @@ def _mean_drop(result: Mapping[str, Any], metric: str) -> float | None:
 
 def default_metric(results: Sequence[Mapping[str, Any]]) -> str:
     """The results' common primary metric, else ``roc_auc``."""
-    primaries = {r.get("primary_metric", "roc_auc") for r in results}
-    return primaries.pop() if len(primaries) == 1 else "roc_auc"
+    primaries = {r.get("primary_metric", DEFAULT_PRIMARY) for r in results}
+    return primaries.pop() if len(primaries) == 1 else DEFAULT_PRIMARY
 
 
 def perturbations_of(results: Sequence[Mapping[str, Any]]) -> list[str]:

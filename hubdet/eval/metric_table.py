@@ -33,6 +33,8 @@ Direction = Literal["higher", "lower"]
 HIT_RATE_IOUS: tuple[float, ...] = (0.5, 0.55)
 #: Fixed binarisation threshold of predicted masks for ``pixel_f1`` / ``pixel_iou``.
 PIXEL_THRESHOLD = 0.5
+#: The metric results, suites and the leaderboard rank by unless they name another.
+DEFAULT_PRIMARY = "roc_auc"
 
 
 # --------------------------------------------------------------------------- per-image records

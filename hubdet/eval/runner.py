@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hubdet._core.files import sha256_file
-from hubdet.eval.metric_table import Kind, Records, compute_metrics, metric_drops, model_kinds
+from hubdet.eval.metric_table import DEFAULT_PRIMARY, Kind, Records, compute_metrics, metric_drops, model_kinds
 from hubdet.eval.results import PROTOCOL_VERSION, SCHEMA_NAME, DatasetInfo, ModelInfo, validate_result
 from hubdet.eval.robustness import Perturbation, resolve_perturbations
 
@@ -335,7 +335,7 @@ def build_result(
     device: str,
     num_processes: int = 1,
     suite: Mapping[str, str] | None = None,
-    primary_metric: str = "roc_auc",
+    primary_metric: str = DEFAULT_PRIMARY,
 ) -> dict[str, Any]:
     """Assemble (and validate, without the pinning rule) the JSON result of one evaluation: the metric table's
     metrics of ``kinds`` (see :func:`hubdet.eval.metric_table.model_kinds`) at the model's calibrated threshold."""
@@ -391,7 +391,7 @@ def evaluate_detector(
     perturbations: Sequence[str | Mapping[str, Any] | Perturbation] | None = None,
     batch_size: int = 32,
     suite: Mapping[str, str] | None = None,
-    primary_metric: str = "roc_auc",
+    primary_metric: str = DEFAULT_PRIMARY,
     plots_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a loaded detector on a loaded dataset; see :func:`evaluate`."""
@@ -441,7 +441,7 @@ def evaluate(
     limit: int | None = None,
     plots_dir: str | os.PathLike[str] | None = None,
     suite: Mapping[str, str] | None = None,
-    primary_metric: str = "roc_auc",
+    primary_metric: str = DEFAULT_PRIMARY,
     source_options: Mapping[str, Any] | None = None,
     reencode: Mapping[str, Any] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,

@@ -13,7 +13,7 @@ from typing import Any
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError, DataLayoutError, UnknownNameError
-from hubdet.eval.metric_table import metric_names
+from hubdet.eval.metric_table import DEFAULT_PRIMARY, metric_names
 from hubdet.eval.results import PROTOCOL_VERSION
 from hubdet.eval.robustness import resolve_perturbations
 
@@ -53,8 +53,8 @@ class SuiteConfig(StrictConfig):
     sources: list[SuiteSource]
     description: str = ""
     protocol_version: int = PROTOCOL_VERSION
-    primary_metric: str = "roc_auc"
-    metrics: list[str] = dataclasses.field(default_factory=lambda: ["roc_auc", "accuracy", "f1"])
+    primary_metric: str = DEFAULT_PRIMARY
+    metrics: list[str] = dataclasses.field(default_factory=lambda: [DEFAULT_PRIMARY, "accuracy", "f1"])
     perturbations: list[Any] = dataclasses.field(default_factory=lambda: ["clean"])
     batch_size: int = 32
 
