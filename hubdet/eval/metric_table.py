@@ -203,6 +203,10 @@ class Metric:
 
 METRICS: tuple[Metric, ...] = (
     # ---- binary verdict (every detector)
+    Metric("roc_auc", "binary", "higher", "area under the ROC curve of the fake probability (threshold-free)",
+           _defined(lambda v: fn.float_or_none(_sk("roc_auc_score")(v.y, v.p)), _ranked), headline=True),
+    Metric("average_precision", "binary", "higher", "area under the precision-recall curve of the fake class",
+           _defined(lambda v: fn.float_or_none(_sk("average_precision_score")(v.y, v.p)), _ranked), headline=True),
     Metric("accuracy", "binary", "higher", "fraction of images whose verdict (prob >= threshold) is right",
            _defined(lambda v: float(np.mean(v.pred == v.y)), _any), headline=True),
     Metric("precision", "binary", "higher", "of the images called fake, the fraction that are fake",
@@ -211,10 +215,6 @@ METRICS: tuple[Metric, ...] = (
            _defined(lambda v: v.prf[1], _any)),
     Metric("f1", "binary", "higher", "harmonic mean of precision and recall of the fake class",
            _defined(lambda v: v.prf[2], _any), headline=True),
-    Metric("roc_auc", "binary", "higher", "area under the ROC curve of the fake probability (threshold-free)",
-           _defined(lambda v: fn.float_or_none(_sk("roc_auc_score")(v.y, v.p)), _ranked), headline=True),
-    Metric("average_precision", "binary", "higher", "area under the precision-recall curve of the fake class",
-           _defined(lambda v: fn.float_or_none(_sk("average_precision_score")(v.y, v.p)), _ranked), headline=True),
     Metric("eer", "binary", "lower", "equal error rate: where false-positive and false-negative rates meet",
            _defined(lambda v: fn.equal_error_rate(v.y, v.p), _ranked), headline=True),
     Metric("tpr_at_1pct_fpr", "binary", "higher", "highest true-positive rate with at most 1% false positives",

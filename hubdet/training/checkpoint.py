@@ -60,7 +60,7 @@ def checkpoint_folders(output_dir: str | Path) -> list[Path]:
     root = Path(output_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if p.is_dir() and re.search(r"_\d+$", p.name)), key=_number)
+    return sorted((p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint_\d+", p.name)), key=_number)
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
