@@ -61,6 +61,8 @@ def train(config: TrainingConfig, *, epoch_callback: EpochCallback | None = None
     from hubdet.models import create_detector
 
     cfg, tc = config, config.train
+    best_mode = metric_mode(tc.best_metric, tc.best_mode)  # fail fast on a monitor without a direction
+    es_mode = metric_mode(tc.early_stopping_monitor)
     out_dir = Path(tc.output_dir)
     cpu = tc.cpu or not torch.cuda.is_available()
     accelerator = Accelerator(
@@ -76,8 +78,6 @@ def train(config: TrainingConfig, *, epoch_callback: EpochCallback | None = None
     set_seed(tc.seed)
     if accelerator.is_main_process:
         save_config(cfg, out_dir)
-    best_mode = metric_mode(tc.best_metric, tc.best_mode)  # fail fast on a monitor without a direction
-    es_mode = metric_mode(tc.early_stopping_monitor)
     logger.info("%d process(es) on %s, mixed precision %s", accelerator.num_processes, accelerator.device,
                 accelerator.mixed_precision)
 
