@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hubdet.eval.leaderboard import TABLE_METRICS
+
 logger = logging.getLogger(__name__)
 
 ALL = "All"
 LEADERBOARD_COLUMNS = ("rank", "model", "revision", "family", "source", "split", "perturbation", "metric", "value",
-                       "roc_auc", "average_precision", "accuracy", "f1", "eer", "tpr_at_1pct_fpr", "ece", "mean_iou",
-                       "hit_rate@0.55", "mean_drop", "n", "pinned", "suite")
+                       *TABLE_METRICS, "mean_drop", "n", "pinned", "suite")
 
 
 def load_leaderboard(folder: str | os.PathLike) -> tuple[list[dict[str, Any]] | None, str]:
