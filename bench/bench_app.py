@@ -8,14 +8,15 @@ ImageNet weights) and their linear ensemble, saved to a temporary folder (``--qu
 
 1. In process, the contenders rotated every round (load from other processes falls on both alike):
 
-   - ``app_compare``: :func:`hubdet.app.service.compare` with all detectors on a 1024x768 JPEG file, scores only
+   - ``app_compare``: :func:`hubdet.app.compare.compare` with all detectors on a 1024x768 JPEG file, scores only
      (decoding, every detector's ``predict``, boxes, agreement summary): what one click costs, without the heatmaps;
    - ``bare_forward_sum``: each detector's network on ready tensors, no decoding, no preprocessing: a classifier is
      one ``[1, 3, 224, 224]`` forward of its timm module; the box head, which looks at full resolution, is the SAME
      number of tiles as it cuts from a 1024x768 image (its ``tile_grid`` at its ``tiling_scale``) through its own
      forward in its ``tile_batch_size`` batches; an ensemble is the sum of its members' bare forwards (its fusion
      is a handful of flops), less the members whose weights are also compared stand-alone (the app reuses their
-     predictions: ``DetectorPool.share_plan``). The sum over the detectors of the comparison is the practical limit.
+     predictions: ``hubdet.models.predict.share_plan``). The sum over the detectors of the comparison is the
+     practical limit.
 
    Both bare variants are timed (default memory format and ``channels_last``); the faster is the limit. Reported:
    median and 95th-percentile latency, their ratio to the limit (target: < 1.5x), and with ``--heatmaps`` the
@@ -130,14 +131,18 @@ def in_process(specs: list[tuple[str, str]], image: Path, size: tuple[int, int],
                heatmaps: bool = False) -> dict[str, Any]:
     import torch
 
+    from hubdet.app.compare import compare
     from hubdet.app.config import DetectorSpec
-    from hubdet.app.service import DetectorPool, compare
+    from hubdet.app.pool import DetectorPool
+    from hubdet.models.predict import share_plan
 
     pool = DetectorPool([DetectorSpec(name=n, path=p) for n, p in specs])
     names = [n for n, _ in specs]
-    for n in names:
-        pool.get(n)
-    shared = pool.share_plan(names)  # ensemble -> {member index: stand-alone detector whose prediction it reuses}
+    detectors, failed = pool.load(names)
+    if failed:
+        raise SystemExit(f"cannot load: {failed}")
+    # ensemble -> {member index: stand-alone detector whose prediction it reuses}, as predict_many plans it
+    shared = share_plan(detectors, {n: pool.weights_sha256(n) for n in names})
     plans = {n: bare_plan(pool.get(n), *size, skip=shared.get(n, {})) for n in names}
 
     def app_compare() -> None:

@@ -36,16 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info  # noqa: E402
 
 
-def _train_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("hubdet_train_script", ROOT / "training" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_data(root: Path, n: int, size: int) -> Path:
     from PIL import Image
 
@@ -100,8 +90,9 @@ def bare_loop(data: Path, args: argparse.Namespace) -> dict:
 
     torch.manual_seed(0)
     # the very split train.py trains on (validation carved off with the same seed)
-    train = _train_module()
-    ds = train.load_splits(train.DataConfig(source="folder", data_dir=str(data), validation_fraction=0.05))["train"]
+    from hubdet.training import DataConfig, load_splits
+
+    ds = load_splits(DataConfig(source="folder", data_dir=str(data), validation_fraction=0.05))["train"]
     ds = ds.select_columns(["image", "label"])
     detector = create_detector(args.model)
     transform = detector.transform

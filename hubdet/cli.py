@@ -1,7 +1,8 @@
 """The ``hubdet`` command: thin argument parsing that calls the public API.
 
 Each area contributes its sub-commands from a light module (no heavy imports at module level):
-``hubdet.data.commands``, ``hubdet.models.commands``, ``hubdet.eval.commands``.
+``hubdet.data.commands``, ``hubdet.models.commands``, ``hubdet.eval.commands``,
+``hubdet.provenance.commands``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 
 from hubdet._core.errors import HubdetError
 
-COMMAND_MODULES = ("hubdet.data.commands", "hubdet.models.commands", "hubdet.eval.commands")
+COMMAND_MODULES = (
+    "hubdet.data.commands", "hubdet.models.commands", "hubdet.eval.commands", "hubdet.provenance.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

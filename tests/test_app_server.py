@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hubdet.app.config import DetectorSpec
-from hubdet.app.service import DetectorPool
+from hubdet.app.pool import DetectorPool
 from tests.test_app_service import (
     EXPECTED_NOTES,
     EXPECTED_REASONS,

@@ -1,4 +1,5 @@
-"""The app's pure-python logic (hubdet.app.config, hubdet.app.service) with tiny detectors saved to tmp folders."""
+"""The app's pure-python logic (config, pool, compare, batch, uploads, rendering, examples, leaderboard) with tiny
+detectors saved to tmp folders."""
 
 from __future__ import annotations
 
@@ -18,9 +19,17 @@ from PIL import Image
 import hubdet
 from hubdet._core.errors import BadImageError, ConfigError
 from hubdet.app import config as app_config
-from hubdet.app import service
+from hubdet.app import pool as app_pool
+from hubdet.app.batch import BATCH_COLUMNS, _box_text, batch, rows_to_csv
+from hubdet.app.compare import DetectorResult, agreement_summary, compare
 from hubdet.app.config import DetectorSpec, load_detector_specs, parse_detector_list, read_detectors_file
-from hubdet.app.service import AppInputError, DetectorPool, DetectorResult
+from hubdet.app.examples import ensure_examples
+from hubdet.app.leaderboard import leaderboard_choices, leaderboard_frame, load_leaderboard
+from hubdet.app.pool import AppInputError, DetectorLoadError, DetectorPool
+from hubdet.app.rendering import draw_box, overlay_heatmap
+from hubdet.app.uploads import BatchLimits, decode_upload
+from hubdet.models.explain import explain
+from hubdet.models.predict import share_plan
 
 TINY = {"classifier": "classifier_tiny.test", "boxhead": "boxhead_tiny.test", "ensemble": "ensemble_tiny.test"}
 
@@ -160,13 +169,13 @@ def test_bundled_defaults_file_is_valid() -> None:
 
 def test_pool_loads_lazily_once_across_threads(folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real_load = service._load
+    real_load = app_pool._load
 
     def counting_load(spec: DetectorSpec):  # noqa: ANN202
         calls.append(spec.name)
         return real_load(spec)
 
-    monkeypatch.setattr(service, "_load", counting_load)
+    monkeypatch.setattr(app_pool, "_load", counting_load)
     pool = DetectorPool([DetectorSpec(name="c", path=str(folders["classifier"]))])
     assert not pool.is_loaded("c") and calls == []
     got = []
@@ -187,9 +196,9 @@ def test_pool_reports_missing_broken_and_unknown_detectors(folders: dict[str, Pa
                          DetectorSpec(name="missing", path=str(tmp_path / "nope")),
                          DetectorSpec(name="broken", path=str(broken))])
     assert pool.names() == ["ok", "broken"] and "not found" in pool.problems["missing"]
-    with pytest.raises(service.DetectorLoadError, match="broken.*could not be loaded"):
+    with pytest.raises(DetectorLoadError, match="broken.*could not be loaded"):
         pool.get("broken")
-    with pytest.raises(service.DetectorLoadError):  # cached failure, same message
+    with pytest.raises(DetectorLoadError):  # cached failure, same message
         pool.get("broken")
     with pytest.raises(AppInputError, match="unavailable"):
         pool.get("missing")
@@ -198,7 +207,7 @@ def test_pool_reports_missing_broken_and_unknown_detectors(folders: dict[str, Pa
     rows = {r["name"]: r for r in pool.describe()}
     assert rows["broken"]["available"] is False and rows["missing"]["available"] is False
     # a comparison still works: the broken detector's column carries the error
-    comparison = service.compare(pool, photo_like(tmp_path / "p.png", fmt="PNG"), ["ok", "broken"], explain_it=False)
+    comparison = compare(pool, photo_like(tmp_path / "p.png", fmt="PNG"), ["ok", "broken"], explain_it=False)
     by_name = {r.detector: r for r in comparison.results}
     assert by_name["ok"].error is None and "could not be loaded" in by_name["broken"].error
 
@@ -207,7 +216,7 @@ def test_hub_detectors_respect_offline_mode(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     pool = DetectorPool([DetectorSpec(name="hub", repo_id="someone/not-cached-anywhere")])
     assert pool.names() == ["hub"]  # offered (it may be cached), and only tried when chosen
-    with pytest.raises(service.DetectorLoadError, match="offline=True"):
+    with pytest.raises(DetectorLoadError, match="offline=True"):
         pool.get("hub")
 
 
@@ -223,7 +232,7 @@ def test_selection_needs_two_to_four_detectors(pool: DetectorPool) -> None:
 
 
 def test_compare_matches_each_detectors_own_prediction(pool: DetectorPool, image: Path) -> None:
-    comparison = service.compare(pool, image, ["classifier", "boxhead", "ensemble"])
+    comparison = compare(pool, image, ["classifier", "boxhead", "ensemble"])
     assert [r.detector for r in comparison.results] == ["classifier", "boxhead", "ensemble"]
     for result in comparison.results:
         assert result.error is None
@@ -244,15 +253,15 @@ def test_compare_matches_each_detectors_own_prediction(pool: DetectorPool, image
 
 def test_explanation_methods_and_geometry(pool: DetectorPool, tmp_path: Path) -> None:
     img = Image.open(photo_like(tmp_path / "big.png", size=(128, 96), fmt="PNG")).convert("RGB")
-    heat, method = service.explain(pool.get("boxhead"), img)  # a CNN: Grad-CAM on its last conv
+    heat, method = explain(pool.get("boxhead"), img)  # a CNN: Grad-CAM on its last conv
     assert method.startswith("Grad-CAM") and heat.shape == (96, 128)
-    heat, method = service.explain(pool.get("ensemble"), img)  # detectors of detectors: occlusion
+    heat, method = explain(pool.get("ensemble"), img)  # detectors of detectors: occlusion
     assert method.startswith("occlusion") and heat.shape == (96, 128)
     assert 0.0 <= heat.min() and heat.max() <= 1.0
     # a centre-cropping detector only sees the middle 32x32: the heatmap is zero elsewhere
     torch.manual_seed(0)
     cropper = hubdet.create_detector("classifier_tiny.test", preprocess={"resize": "center_crop"}).eval()
-    heat, _ = service.explain(cropper, img)
+    heat, _ = explain(cropper, img)
     outside = heat.copy()
     outside[32:64, 48:80] = 0
     assert outside.max() == 0.0 and heat[32:64, 48:80].max() > 0.0
@@ -265,13 +274,13 @@ def test_agreement_summary_names_the_disagreement() -> None:
         DetectorResult("c", prob_fake=0.8, verdict="fake"),
         DetectorResult("d", error="boom"),
     ]
-    summary = service.agreement_summary(results)
+    summary = agreement_summary(results)
     assert not summary["unanimous"] and summary["groups"] == {"fake": ["a", "c"], "real": ["b"]}
     assert summary["prob_fake_min"] == 0.1 and summary["prob_fake_max"] == 0.9
     ab = next(p for p in summary["pairs"] if (p["a"], p["b"]) == ("a", "b"))
     assert ab["box_iou"] == pytest.approx(50 / 150, abs=1e-4) and not ab["same_verdict"]
     assert "disagree" in summary["text"] and "d: error: boom" in summary["text"]
-    same = service.agreement_summary(results[:1] + results[2:3])
+    same = agreement_summary(results[:1] + results[2:3])
     assert same["unanimous"] and "All 2 detectors agree: fake" in same["text"]
 
 
@@ -279,19 +288,19 @@ def test_agreement_summary_names_the_disagreement() -> None:
 def test_bad_inputs_raise_a_clear_reason(pool: DetectorPool, tmp_path: Path, kind: str) -> None:
     path = bad_inputs(tmp_path)[kind]
     with pytest.raises(BadImageError, match=EXPECTED_REASONS[kind]) as info:
-        service.compare(pool, path, ["classifier", "boxhead"], explain_it=False)
+        compare(pool, path, ["classifier", "boxhead"], explain_it=False)
     assert info.value.path == path.name
 
 
 def test_no_upload_is_a_clear_error(pool: DetectorPool) -> None:
     with pytest.raises(BadImageError, match="no file was uploaded"):
-        service.compare(pool, None, ["classifier", "boxhead"])
+        compare(pool, None, ["classifier", "boxhead"])
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED_NOTES))
 def test_unusual_encodings_are_normalised_and_noted(pool: DetectorPool, tmp_path: Path, kind: str) -> None:
     path = odd_inputs(tmp_path)[kind]
-    comparison = service.compare(pool, path, ["classifier", "boxhead"], explain_it=False)
+    comparison = compare(pool, path, ["classifier", "boxhead"], explain_it=False)
     assert all(r.error is None for r in comparison.results)
     assert any(EXPECTED_NOTES[kind] in note for note in comparison.image["notes"]), comparison.image["notes"]
 
@@ -301,15 +310,15 @@ def test_unusual_encodings_are_normalised_and_noted(pool: DetectorPool, tmp_path
 
 def test_draw_box_and_overlay() -> None:
     img = Image.new("RGB", (100, 80), (0, 128, 0))
-    out = service.draw_box(img, [20, 30, 60, 70], "")
+    out = draw_box(img, [20, 30, 60, 70], "")
     assert out.getpixel((20, 50)) == (255, 40, 40) and out.getpixel((40, 50)) == (0, 128, 0)
-    half = service.draw_box(img, [20, 30, 60, 70], "", scale=0.5)
+    half = draw_box(img, [20, 30, 60, 70], "", scale=0.5)
     assert half.getpixel((10, 25)) == (255, 40, 40)
-    cold = service.overlay_heatmap(img, np.zeros((80, 100)))
+    cold = overlay_heatmap(img, np.zeros((80, 100)))
     assert np.array_equal(np.asarray(cold), np.asarray(img))
     hot = np.zeros((8, 10), np.float32)
     hot[:, 5:] = 1.0
-    warm = np.asarray(service.overlay_heatmap(img, hot)).astype(int)
+    warm = np.asarray(overlay_heatmap(img, hot)).astype(int)
     assert np.abs(warm[:, :40] - np.asarray(img)[:, :40]).max() == 0
     assert not np.array_equal(warm[:, 70:], np.asarray(img)[:, 70:])
 
@@ -329,7 +338,7 @@ def test_batch_rows_for_files_and_zip_members(pool: DetectorPool, tmp_path: Path
     bad = bad_inputs(tmp_path / "bad")
     archive = _zip(tmp_path / "set.zip", {"inner/a.jpg": photo_like(tmp_path / "a.jpg").read_bytes(),
                                            "inner/readme.txt": b"hello", "__MACOSX/._a.jpg": b"junk"})
-    rows = service.batch(pool, [good, bad["truncated"], archive], ["classifier", "boxhead"])
+    rows = batch(pool, [good, bad["truncated"], archive], ["classifier", "boxhead"])
     files = [r["file"] for r in rows]
     expected = ["good.png", "truncated.jpg", "set.zip/inner/a.jpg", "set.zip/inner/readme.txt"]
     assert files == [f for f in expected for _ in range(2)]
@@ -340,45 +349,45 @@ def test_batch_rows_for_files_and_zip_members(pool: DetectorPool, tmp_path: Path
     assert "truncated" in by[("truncated.jpg", "boxhead")]["error"]
     assert "not an image" in by[("set.zip/inner/readme.txt", "classifier")]["error"]
     assert by[("set.zip/inner/a.jpg", "classifier")]["error"] == ""
-    csv_path = service.rows_to_csv(rows, tmp_path / "out.csv")
+    csv_path = rows_to_csv(rows, tmp_path / "out.csv")
     with csv_path.open() as f:
         table = list(csv.DictReader(f))
-    assert list(table[0]) == service.BATCH_COLUMNS and len(table) == len(rows)
+    assert list(table[0]) == BATCH_COLUMNS and len(table) == len(rows)
 
 
 def test_batch_refuses_oversized_and_bomb_zips(pool: DetectorPool, tmp_path: Path) -> None:
     img = photo_like(tmp_path / "a.jpg").read_bytes()
     many = _zip(tmp_path / "many.zip", {f"{i}.jpg": img for i in range(6)})
     bomb = _zip(tmp_path / "bomb.zip", {"zeros.jpg": b"\0" * (4 * 2**20)})
-    limits = service.BatchLimits(max_zip_members=5, max_zip_total_bytes=10 * 2**20, max_files=50)
-    rows = service.batch(pool, [many, bomb], ["classifier"], limits=limits)
+    limits = BatchLimits(max_zip_members=5, max_zip_total_bytes=10 * 2**20, max_files=50)
+    rows = batch(pool, [many, bomb], ["classifier"], limits=limits)
     errors = {r["file"]: r["error"] for r in rows}
     assert errors == {"many.zip": "zip refused: 6 files, over the limit of 5",
                       "bomb.zip": errors["bomb.zip"]}
     assert "zip bomb" in errors["bomb.zip"]
-    small = service.BatchLimits(max_zip_total_bytes=2 * 2**20)
-    rows = service.batch(pool, [bomb], ["classifier"], limits=small)
+    small = BatchLimits(max_zip_total_bytes=2 * 2**20)
+    rows = batch(pool, [bomb], ["classifier"], limits=small)
     assert "over the limit of 2 MiB" in rows[0]["error"]
-    capped = service.batch(pool, [many], ["classifier"], limits=service.BatchLimits(max_files=2))
+    capped = batch(pool, [many], ["classifier"], limits=BatchLimits(max_files=2))
     assert [r["error"] for r in capped][-1].startswith("batch stopped")
 
 
 def test_batch_needs_files_and_detectors(pool: DetectorPool, image: Path) -> None:
     with pytest.raises(AppInputError, match="upload"):
-        service.batch(pool, [], ["classifier"])
+        batch(pool, [], ["classifier"])
     with pytest.raises(AppInputError, match="at least one detector"):
-        service.batch(pool, [image], [])
+        batch(pool, [image], [])
 
 
 # ============================================================================ examples and leaderboard
 
 
 def test_examples_are_generated_once_and_decodable(tmp_path: Path) -> None:
-    paths = service.ensure_examples(tmp_path)
+    paths = ensure_examples(tmp_path)
     assert [p.name for p in paths] == ["scene.jpg", "scene_patched.jpg", "scene_rgba.png"]
     stamps = [p.stat().st_mtime_ns for p in paths]
-    assert [p.stat().st_mtime_ns for p in service.ensure_examples(tmp_path)] == stamps
-    decoded = service.decode_upload(paths[0])
+    assert [p.stat().st_mtime_ns for p in ensure_examples(tmp_path)] == stamps
+    decoded = decode_upload(paths[0])
     arr = np.asarray(decoded.image, dtype=np.float32)
     assert decoded.image.size == (640, 480) and arr.std() > 20  # a scene, not a flat colour
 
@@ -394,21 +403,21 @@ def write_leaderboard(folder: Path) -> Path:
 
 
 def test_leaderboard_through_the_eval_module(tmp_path: Path) -> None:
-    results, message = service.load_leaderboard(write_leaderboard(tmp_path / "lb"))
+    results, message = load_leaderboard(write_leaderboard(tmp_path / "lb"))
     assert len(results) == 3 and "3 result(s)" in message
-    choices = service.leaderboard_choices(results)
+    choices = leaderboard_choices(results)
     assert choices["source"] == ["All", "folder", "other"] and choices["perturbation"][0] == "clean"
     assert len(choices["perturbation"]) == 2 and choices["default_metric"] in choices["metric"]
-    table = service.leaderboard_frame(results, source="All", perturbation="clean", metric="roc_auc")
+    table = leaderboard_frame(results, source="All", perturbation="clean", metric="roc_auc")
     assert list(table["model"])[:2] == ["models/good", "models/mid"] and list(table["rank"]) == [1, 2, 3]
-    only = service.leaderboard_frame(results, source="folder", perturbation=choices["perturbation"][1])
+    only = leaderboard_frame(results, source="folder", perturbation=choices["perturbation"][1])
     assert set(only["source"]) == {"folder"} and set(only["perturbation"]) == {choices["perturbation"][1]}
     assert len(only) == 2
-    empty, message = service.load_leaderboard(tmp_path / "nothing")
+    empty, message = load_leaderboard(tmp_path / "nothing")
     assert empty is None and "No leaderboard results" in message
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "x.json").write_text("{not json")
-    broken, message = service.load_leaderboard(tmp_path / "broken")
+    broken, message = load_leaderboard(tmp_path / "broken")
     assert broken is None and "x.json" in message
 
 
@@ -444,6 +453,12 @@ def shared_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "other": other, "tempered": tempered}
 
 
+def plan_of(pool: DetectorPool, names: list[str]) -> dict[str, dict[int, str]]:
+    """The member sharing :func:`predict_many` applies to the loaded detectors ``names`` of ``pool``."""
+    detectors, _ = pool.load(names)
+    return share_plan(detectors, {n: pool.weights_sha256(n) for n in detectors})
+
+
 def _shared_pool(folders: dict[str, Path]) -> DetectorPool:
     return DetectorPool([DetectorSpec(name=n, path=str(p)) for n, p in folders.items()])
 
@@ -462,7 +477,7 @@ def test_compare_shares_member_predictions_exactly(shared_folders: dict[str, Pat
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     pool = _shared_pool(shared_folders)
     names = ["classifier", "boxhead", "ensemble"]
-    assert pool.share_plan(names) == {"ensemble": {0: "classifier", 1: "boxhead"}}
+    assert plan_of(pool, names) == {"ensemble": {0: "classifier", 1: "boxhead"}}
     ens = pool.get("ensemble")
     (own,) = ens.predict([image], batch_size=1)  # the ensemble's own predict: every member runs
     counts: dict[str, int] = {}
@@ -470,7 +485,7 @@ def test_compare_shares_member_predictions_exactly(shared_folders: dict[str, Pat
         _count_calls(monkeypatch, pool.get(name), counts, name)
     for k, member in enumerate(ens.members):
         _count_calls(monkeypatch, member, counts, f"member{k}")
-    comparison = service.compare(pool, image, names, explain_it=False)
+    comparison = compare(pool, image, names, explain_it=False)
     assert counts == {"classifier": 1, "boxhead": 1}  # each member ran once, stand-alone; never inside the ensemble
     result = {r.detector: r for r in comparison.results}["ensemble"]
     assert [r.detector for r in comparison.results] == names
@@ -483,7 +498,7 @@ def test_compare_shares_member_predictions_exactly(shared_folders: dict[str, Pat
     assert ens.predict_with([image], alone, batch_size=1)[0].to_dict() == own.to_dict()
     # the order of the selection does not matter: the ensemble runs after the detectors it reuses
     counts.clear()
-    first = service.compare(pool, image, ["ensemble", "boxhead"], explain_it=False)
+    first = compare(pool, image, ["ensemble", "boxhead"], explain_it=False)
     assert first.results[0].prob_fake == own.prob and first.results[0].shared_members == {
         "1:boxhead_tiny.test": "boxhead"}
     assert counts == {"boxhead": 1, "member0": 1}
@@ -493,7 +508,7 @@ def test_nothing_is_shared_with_other_weights_or_config(shared_folders: dict[str
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     pool = _shared_pool(shared_folders)
     assert pool.weights_sha256("tempered") is None  # not loaded yet
-    assert pool.share_plan(["other", "tempered", "ensemble"]) == {}
+    assert plan_of(pool, ["other", "tempered", "ensemble"]) == {}
     ens = pool.get("ensemble")
     # same weights as member 0 but another temperature: its probabilities differ, so nothing is shared
     assert pool.weights_sha256("tempered") == ens.member_sha256()[0] != pool.weights_sha256("other")
@@ -501,7 +516,7 @@ def test_nothing_is_shared_with_other_weights_or_config(shared_folders: dict[str
     counts: dict[str, int] = {}
     for k, member in enumerate(ens.members):
         _count_calls(monkeypatch, member, counts, f"member{k}")
-    comparison = service.compare(pool, image, ["other", "tempered", "ensemble"], explain_it=False)
+    comparison = compare(pool, image, ["other", "tempered", "ensemble"], explain_it=False)
     result = comparison.results[2]
     assert counts == {"member0": 1, "member1": 1} and result.shared_members == {}
     assert result.prob_fake == own.prob and result.verdict == own.verdict
@@ -518,14 +533,14 @@ def test_batch_shares_member_predictions(shared_folders: dict[str, Path], tmp_pa
     _count_calls(monkeypatch, pool.get("classifier"), counts, "classifier")
     for k, member in enumerate(ens.members):
         _count_calls(monkeypatch, member, counts, f"member{k}")
-    rows = service.batch(pool, files, names, chunk=2)
+    rows = batch(pool, files, names, chunk=2)
     assert counts == {"classifier": 2, "member1": 2}  # two chunks; member 0 never runs inside the ensemble
     assert [(r["file"], r["detector"]) for r in rows] == [(f"p{i}.jpg", n) for c in ((0, 1), (2,)) for n in names
                                                           for i in c]
     got = [r for r in rows if r["detector"] == "ensemble"]
     for row, pred in zip(got, own, strict=True):
         assert row["error"] == "" and row["prob_fake"] == round(pred.prob, 4) and row["verdict"] == pred.verdict
-        assert row["box"] == service._box_text(pred.box)
+        assert row["box"] == _box_text(pred.box)
 
 
 def test_probes_with_the_same_weights_but_other_heads_share_nothing(tmp_path: Path, image: Path) -> None:
@@ -546,10 +561,10 @@ def test_probes_with_the_same_weights_but_other_heads_share_nothing(tmp_path: Pa
     second = shutil.copytree(same, tmp_path / "second")  # the member's files, but the other head
     shutil.copy2(flipped / "probe_head.skops", second / "probe_head.skops")
     pool = _shared_pool({"second": second, "same": same, "ensemble": ens_dir})
-    assert pool.share_plan(["second", "ensemble"]) == {}
+    assert plan_of(pool, ["second", "ensemble"]) == {}
     assert pool.weights_sha256("second") != pool.get("ensemble").member_sha256()[0]  # the digest covers the head
-    assert pool.share_plan(["same", "ensemble"]) == {"ensemble": {0: "same"}}
-    comparison = service.compare(pool, image, ["second", "same", "ensemble"], explain_it=False)
+    assert plan_of(pool, ["same", "ensemble"]) == {"ensemble": {0: "same"}}
+    comparison = compare(pool, image, ["second", "same", "ensemble"], explain_it=False)
     (own,) = pool.get("ensemble").predict([image], batch_size=1)
     assert comparison.results[2].shared_members == {"0:probe_tiny.test": "same"}
     assert comparison.results[2].prob_fake == own.prob

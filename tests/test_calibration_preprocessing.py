@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from hubdet.models import calibration
 from hubdet.models.config import CalibrationConfig, PreprocessConfig
-from hubdet.models.preprocessing import apply_geometry, box_to_input, box_to_original, build_transform
+from hubdet.models.preprocessing import (
+    apply_geometry,
+    box_to_input,
+    box_to_original,
+    build_transform,
+    map_to_original,
+)
 
 
 def test_temperature_recovers_overconfident_scale():
@@ -62,3 +69,27 @@ def test_center_crop_enlarges_small_images_instead_of_padding():
     assert min(out.getextrema()[0]) == 200  # no black border: the image was enlarged, not padded
     # the box mapping follows the enlargement: the whole small image maps onto the whole crop's width
     assert box_to_input([0, 0, 10, 16], pre, 10, 16)[0::2] == pytest.approx([0.0, 1.0])
+
+
+@pytest.mark.parametrize("policy", ["resize", "shorter_crop", "center_crop"])
+def test_map_to_original_follows_the_box_geometry(policy):
+    """A map that is 1 on one input cell lands where box_to_original puts that cell, and nowhere else."""
+    pre = PreprocessConfig(input_size=(64, 64), resize=policy, crop_pct=0.875 if policy == "shorter_crop" else 1.0)
+    w, h = 200, 120
+    cell = np.zeros((64, 64), np.float32)
+    cell[16:48, 24:40] = 1.0
+    out = map_to_original(cell, pre, w, h)
+    assert out.shape == (h, w) and out.dtype == np.float32
+    x0, y0, x1, y1 = box_to_original([24 / 64, 16 / 64, 40 / 64, 48 / 64], pre, w, h)
+    inside = out[round(y0) + 2 : round(y1) - 2, round(x0) + 2 : round(x1) - 2]
+    assert inside.min() > 0.9
+    outside = out.copy()
+    outside[max(0, round(y0) - 2) : round(y1) + 2, max(0, round(x0) - 2) : round(x1) + 2] = 0
+    assert outside.max() == 0.0
+
+
+def test_map_to_original_of_an_enlarged_small_image():
+    pre = PreprocessConfig(input_size=(32, 32), resize="center_crop")
+    out = map_to_original(np.ones((32, 32), np.float32), pre, 10, 20)  # enlarged x3.2, the middle half is cropped
+    assert out.shape == (20, 10)
+    assert out[5:15].min() == 1.0 and out[:5].max() == 0.0 and out[15:].max() == 0.0

@@ -179,7 +179,7 @@ def test_one_photo_size_image_runs_in_a_few_seconds(detector):
 
 
 def test_explanation_map_marks_the_copied_region(detector):
-    from hubdet.app import service
+    from hubdet.models.explain import explain
 
     fake, (x0, y0, x1, y1) = _copy_move(_texture())
     heat = detector.explain_map(Image.fromarray(fake))
@@ -188,5 +188,5 @@ def test_explanation_map_marks_the_copied_region(detector):
     inside[y0:y1, x0:x1] = True
     assert heat[inside].mean() > 0.5 > heat[~inside].mean() + 0.3
     assert not detector.explain_map(Image.fromarray(_texture())).any()  # nothing duplicated: an empty map
-    app_heat, method = service.explain(detector, Image.fromarray(fake))
+    app_heat, method = explain(detector, Image.fromarray(fake))
     assert np.array_equal(app_heat, heat) and "copy-move" in method

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from hubdet._core.errors import ConfigError, DataLayoutError, UnknownNameError
-from hubdet.data import last_report, list_sources, load_source
+from hubdet.data import list_sources, load_source
 from hubdet.data.debias import ReencodeConfig, reencode, rescale_boxes
 from hubdet.data.schema import features
 from tests.plugins.images import make_image
@@ -31,10 +31,24 @@ def _skipped(ds) -> dict[str, str]:
 
 
 def test_list_sources_names_every_builder():
-    assert set(list_sources()) == {
+    assert set(list_sources()) >= {
         "cifake", "deepfakeart", "deepfake_and_real_images", "deepfake_faces", "inpaint_boxes", "ufd", "genimage",
         "folder",
     }
+
+
+@pytest.mark.parametrize("name", list_sources())
+def test_every_registered_source_describes_itself_and_refuses_an_empty_folder(name, tmp_path):
+    from hubdet.data import get_source
+    from hubdet.data.schema import ColumnMap
+
+    cls = get_source(name)
+    assert cls.SOURCE_NAME == name and cls.LAYOUT and isinstance(cls.HUB_COLUMNS, ColumnMap)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataLayoutError) as err:  # names the folder and what the source expects there
+        load_source(name, empty, cache_dir=tmp_path / "cache")
+    assert str(err.value).startswith(str(empty)) and (cls.LAYOUT in str(err.value) or "expected" in str(err.value))
 
 
 def test_cifake_splits_labels_generators_and_bad_files(tmp_path, cifake_tree):
@@ -55,7 +69,6 @@ def test_cifake_splits_labels_generators_and_bad_files(tmp_path, cifake_tree):
     assert "0 bytes" in skipped["bad_empty.png"]
     assert "not an image" in skipped["bad_text.jpg"]
     assert "truncated" in skipped["bad_truncated.jpg"]
-    assert last_report() is train.report
     # the report is also written next to the cache, and read back on a cached load
     report_file = Path(ds["train"].report.path)
     assert json.loads(report_file.read_text())["bad_files"]["count"] == 3
@@ -297,3 +310,50 @@ def test_folder_reads_every_shared_set(shared_data, tmp_path):
             boxes = [b for b, lab in zip(ds["boxes"], ds["label"], strict=True) if lab == 1]
             assert all(len(b) == 1 and b[0][2] > b[0][0] for b in boxes)
             assert ds.cast_column("mask", datasets.Image(decode=False))["mask"].count(None) == n_real
+
+
+def test_reports_are_returned_per_call_even_across_threads(tmp_path, cifake_tree):
+    """Each load gets its own report, whatever other threads load meanwhile; last_report() is deprecated, per thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import hubdet.data as hd
+
+    roots = {n: cifake_tree(tmp_path / f"c{n}", n=n, corrupt=n == 2) for n in (1, 2)}
+
+    def load(n: int):
+        ds = load_source("cifake", roots[n], split="train", cache_dir=tmp_path / f"cache{n}")
+        with pytest.warns(DeprecationWarning, match=r"\.report"):
+            last = hd.last_report()
+        return ds, last
+
+    with ThreadPoolExecutor(2) as pool:
+        (one, last1), (two, last2) = pool.map(load, (1, 2))
+    assert last1 is one.report and last2 is two.report
+    assert one.report.splits["train"] == {"real": 1, "fake": 1} and not one.report.skipped
+    assert two.report.splits["train"] == {"real": 2, "fake": 2} and len(two.report.skipped) == 3
+    with pytest.warns(DeprecationWarning):
+        mine = hd.last_report()
+    assert mine is not one.report and mine is not two.report  # the workers' loads are not this thread's
+
+
+def test_code_on_the_example_path_is_part_of_the_cache_key(tmp_path, cifake_tree, monkeypatch):
+    """Editing any module that shapes an example (here debias.py, re-encoding) prepares the data again."""
+    from hubdet.data import example
+
+    for loader in ("hubdet.data._builder", "hubdet.data.hub_sources"):
+        modules = set(example.example_modules("hubdet.data.cifake", loader))
+        assert {"hubdet.data.cifake", "hubdet.data.example", "hubdet.data.debias", "hubdet.data.imageio",
+                "hubdet.data.schema", loader} <= modules
+        assert not any(m.startswith(("hubdet.models", "hubdet.eval", "hubdet.app")) for m in modules)
+    root = cifake_tree(tmp_path / "c", n=1, corrupt=False)
+    first = _load("cifake", root, tmp_path, split="test").report.path
+    assert _load("cifake", root, tmp_path, split="test").report.path == first  # unchanged: the cache serves it
+    read = example._read_code
+    monkeypatch.setattr(example, "_read_code",
+                        lambda path: read(path) + (b"\n# edited" if path.name == "debias.py" else b""))
+    edited = _load("cifake", root, tmp_path, split="test")
+    assert edited.report.path != first and Path(edited.report.path).is_file()
+    cls = __import__("hubdet.data", fromlist=["get_source"]).get_source("cifake")
+    keys = {example.cache_key(cls, "hubdet.data._builder", options=o, reencode=r, data=d)
+            for o, r, d in [({}, None, "a"), ({"x": 1}, None, "a"), ({}, ReencodeConfig(), "a"), ({}, None, "b")]}
+    assert len(keys) == 4  # options, re-encoding and data each change the key

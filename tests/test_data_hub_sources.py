@@ -110,3 +110,55 @@ def test_label_map_option_and_strict_options(generic_parquet, tmp_path):
         load_source("folder", repo_id=str(generic_parquet), label_column="nope", cache_dir=tmp_path / "cache")
     with pytest.raises(ConfigError, match="not both"):
         load_source("folder", tmp_path, repo_id=str(generic_parquet))
+
+
+def test_hub_copy_cache_key_covers_the_example_path(cifake_imagefolder, tmp_path, monkeypatch):
+    """A change to re-encoding code (debias.py) maps a cached Hub copy again instead of serving stale examples."""
+    from hubdet.data import example
+
+    def load():
+        return load_source("cifake", repo_id=str(cifake_imagefolder), split="train", cache_dir=tmp_path / "cache",
+                           reencode={"format": "JPEG", "quality": 70})
+
+    first = load().report.path
+    assert load().report.path == first
+    read = example._read_code
+    monkeypatch.setattr(example, "_read_code",
+                        lambda path: read(path) + (b"\n# edited" if path.name == "debias.py" else b""))
+    assert load().report.path != first
+
+
+def test_local_and_hub_copies_of_the_same_files_give_the_same_examples(folder_tree, tmp_path):
+    """One make_example: a folder and a parquet copy of it (image, label, generator, mask) agree field by field."""
+    root = folder_tree(tmp_path / "f", n=2, csv_kind="boxes", corrupt=False)
+    reencode = {"format": "JPEG", "quality": 80, "resize": (24, 16)}
+    local = load_source("folder", root, split="train", reencode=reencode, cache_dir=tmp_path / "cache")
+    rows = {"image": [], "label": [], "generator": [], "mask": []}
+    for ex in local:
+        rows["image"].append({"bytes": (root / ex["file"]).read_bytes(), "path": Path(ex["file"]).name})
+        rows["label"].append("fake" if ex["label"] else "real")
+        rows["generator"].append(ex["generator"])
+        mask = root / "masks" / Path(ex["file"]).name
+        rows["mask"].append({"bytes": mask.read_bytes(), "path": mask.name} if ex["label"] else None)
+    copy = tmp_path / "copy" / "data"
+    copy.mkdir(parents=True)
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.Value("string"),
+                               "generator": datasets.Value("string"), "mask": datasets.Image()})
+    datasets.Dataset.from_dict(rows, features=feats).to_parquet(str(copy / "train-00000-of-00001.parquet"))
+    hub = load_source("folder", repo_id=str(copy.parent), split="train", reencode=reencode,
+                      cache_dir=tmp_path / "cache")
+    assert hub.features == local.features
+
+    def by_name(ds):
+        return {Path(ex["file"]).name: ex for ex in ds}
+
+    a, b = by_name(local), by_name(hub)
+    assert set(a) == set(b) and len(a) == 4
+    for name, ex in a.items():
+        other = b[name]
+        for key in ("label", "boxes", "generator", "orig_format", "orig_width", "orig_height", "reencoded"):
+            assert ex[key] == other[key], (name, key)
+        assert ex["image"].tobytes() == other["image"].tobytes()
+        assert (ex["mask"] is None) == (other["mask"] is None)
+        if ex["mask"] is not None:
+            assert ex["mask"].tobytes() == other["mask"].tobytes() and ex["mask"].size == (24, 16)

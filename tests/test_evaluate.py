@@ -128,7 +128,7 @@ class _TopHalfMask(_HalfBox):
 def test_pixel_metrics_for_mask_predicting_detectors():
     from PIL import Image
 
-    from hubdet.eval.runner import compute_metrics
+    from hubdet.eval.metric_table import compute_metrics
 
     truth = np.zeros((20, 40), np.uint8)
     truth[:, :20] = 255  # left half manipulated; the stub predicts the top half: IoU = 1/3
@@ -138,7 +138,7 @@ def test_pixel_metrics_for_mask_predicting_detectors():
              "generator": "natural", "source": "s", "file": "b.png"}]
     recs = run_predictions(_TopHalfMask(), rows, [Perturbation("clean"), Perturbation("d", kind="downscale")])
     for name in ("clean", "d"):  # the downscaled prediction is resized back to 40x20
-        m = compute_metrics(recs[name], threshold=0.5, boxes=True)
+        m = compute_metrics(recs[name], threshold=0.5, kinds=("binary", "boxes", "masks"))
         assert m["n_masks"] == 1  # the real has no mask and is not counted
         assert m["pixel_iou"] == pytest.approx(1 / 3) and m["pixel_f1"] == pytest.approx(0.5)
         assert m["mean_iou"] == pytest.approx(0.5)  # box [0, 0, 20, 10] in the true [0, 0, 20, 20]

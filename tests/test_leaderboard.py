@@ -22,9 +22,10 @@ from hubdet.eval.leaderboard import (
     sources_of,
     stage_submission,
 )
+from hubdet.eval.metric_table import Records
 from hubdet.eval.results import DatasetInfo, ModelInfo, ResultError
 from hubdet.eval.robustness import resolve_perturbations
-from hubdet.eval.runner import Records, build_result
+from hubdet.eval.runner import build_result
 from tests.plugins.hub import run_with_hub
 
 
@@ -39,12 +40,12 @@ def make_result(model: str, quality: float, *, source: str = "folder", sha: str 
     for p, q in zip(perts, (quality, quality / 2), strict=True):
         probs = np.clip(np.array(labels) * q + rng.random(40) * (1 - q), 0, 1)
         records[p.name] = Records.from_rows(
-            [(f"f{i}", y, pr, "gen" if y else "natural", source, None, []) for i, (y, pr)
-             in enumerate(zip(labels, probs, strict=True))], seconds=0.5)
+            [{"files": f"f{i}", "labels": y, "probs": pr, "generators": "gen" if y else "natural", "sources": source}
+             for i, (y, pr) in enumerate(zip(labels, probs, strict=True))], seconds=0.5)
     info = ModelInfo(id=model, kind=kind, name="tiny", family="classifier", revision=revision,
                      weights_sha256=sha or (format(stable, "x") * 16)[:64].ljust(64, "0"))
     data = DatasetInfo(name=source, split="test", data_dir="/data", fingerprint="fp01")
-    return build_result(records, perts, model=info, dataset=data, supports_boxes=False, batch_size=8, device="cpu")
+    return build_result(records, perts, model=info, dataset=data, kinds=("binary",), batch_size=8, device="cpu")
 
 
 def write(path: Path, data: object) -> Path:

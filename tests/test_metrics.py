@@ -10,6 +10,7 @@ from sklearn import metrics as skm
 from torchvision.ops import box_iou
 
 from hubdet.eval import list_metrics, load_metric
+from hubdet.eval.metric_table import metric_drops
 from hubdet.eval.metrics import (
     binary_metrics,
     box_metrics,
@@ -18,7 +19,7 @@ from hubdet.eval.metrics import (
     pixel_metrics,
     tpr_at_fpr,
 )
-from hubdet.eval.robustness import PROTOCOL, Perturbation, apply_perturbation, metric_drops, resolve_perturbations
+from hubdet.eval.robustness import PROTOCOL, Perturbation, apply_perturbation, resolve_perturbations
 
 
 @pytest.fixture
@@ -129,12 +130,18 @@ def test_pixel_metrics_match_sklearn():
     true = [rng.random((16, 12)) > 0.7 for _ in range(3)]
     prob = [rng.random((16, 12)) for _ in range(3)]
     m = pixel_metrics(prob, [t.astype(np.uint8) * 255 for t in true], threshold=0.6)
-    flat_t = np.concatenate([t.ravel() for t in true])
-    flat_p = np.concatenate([(p >= 0.6).ravel() for p in prob])
-    assert m["pixel_f1"] == pytest.approx(skm.f1_score(flat_t, flat_p))
-    assert m["pixel_iou"] == pytest.approx(skm.jaccard_score(flat_t, flat_p))
-    per_image = [skm.jaccard_score(t.ravel(), (p >= 0.6).ravel()) for t, p in zip(true, prob, strict=True)]
-    assert m["pixel_iou_mean"] == pytest.approx(np.mean(per_image))
+    pairs = list(zip(true, prob, strict=True))
+    assert m["pixel_f1"] == pytest.approx(np.mean([skm.f1_score(t.ravel(), (p >= 0.6).ravel()) for t, p in pairs]))
+    assert m["pixel_iou"] == pytest.approx(np.mean([skm.jaccard_score(t.ravel(), (p >= 0.6).ravel())
+                                                    for t, p in pairs]))
+    # best threshold per image: the maximum over every cut of the image's own scores (sklearn's PR curve)
+    best = []
+    for t, p in pairs:
+        prec, rec, _ = skm.precision_recall_curve(t.ravel(), p.ravel())
+        best.append(np.nanmax(2 * prec * rec / np.where(prec + rec > 0, prec + rec, np.nan)))
+    assert m["pixel_f1_best"] == pytest.approx(np.mean(best))
+    assert m["pixel_f1_best"] >= m["pixel_f1"] and m["pixel_iou_best"] >= m["pixel_iou"]
+    assert m["pixel_iou_best"] == pytest.approx(np.mean([f / (2 - f) for f in best]))
     # PIL masks, a missing prediction (all authentic) and a skipped image
     pil = Image.fromarray((true[0] * 255).astype(np.uint8), "L")
     m2 = pixel_metrics([None, prob[1]], [pil, None])

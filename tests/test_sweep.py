@@ -79,8 +79,9 @@ def test_sweep_runs_trials_and_writes_results(sweep_setup: tuple[Path, Path], tm
     assert "| number | state | value |" in (out / "results.md").read_text()
     for r in rows:  # each trial trained a real model in its own folder
         assert (out / f"trial_{int(r['number']):04d}" / "model" / "model.safetensors").is_file()
-    train = sys.modules["hubdet_train_script"]
-    train.load_config(out / "best_config.yaml")  # the best config is a valid train.py config
+    from hubdet.training import load_config
+
+    load_config(out / "best_config.yaml")  # the best config is a valid train.py config
 
 
 def test_pruner_stops_trials_after_an_epoch(sweep_setup: tuple[Path, Path], tmp_path: Path) -> None:

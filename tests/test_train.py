@@ -1,9 +1,9 @@
-"""training/train.py: config precedence, every family end to end, kill-and-resume, two-process CPU, Hub push."""
+"""hubdet.training and training/train.py: config precedence, every family end to end, kill-and-resume, two-process
+CPU, Hub push."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,6 +16,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from hubdet import training as train
 from hubdet._core.errors import ConfigError
 from tests.plugins.images import make_image
 
@@ -24,15 +25,6 @@ TRAIN_PY = ROOT / "training" / "train.py"
 CONFIGS = ROOT / "training" / "configs"
 
 
-def _load_train_module():
-    spec = importlib.util.spec_from_file_location("hubdet_train_script", TRAIN_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-train = _load_train_module()
 
 
 @pytest.fixture(scope="module")
@@ -101,16 +93,17 @@ def test_unknown_yaml_key_names_file(tmp_path: Path) -> None:
 
 
 def test_every_shipped_config_parses() -> None:
-    files = sorted(CONFIGS.glob("*.yaml"))
-    assert len(files) >= 14
+    from hubdet.models import list_detectors
+
+    files = sorted(CONFIGS.rglob("*.yaml"))  # the seed configs, their _tiny twins and defaults/
+    assert len(files) >= 18 and any(f.parent.name == "defaults" for f in files)
     names = {f.stem for f in files}
     for f in files:
-        if not f.stem.endswith("_tiny"):
+        if not f.stem.endswith("_tiny") and f.parent == CONFIGS:
             assert f"{f.stem}_tiny" in names, f"{f.name} has no _tiny variant"
         cfg = train.parse_args(["--config", str(f)])
-        from hubdet.models import list_detectors
-
         assert cfg.model.name in list_detectors(), f"{f.name}: unknown detector {cfg.model.name}"
+        train.metric_mode(cfg.train.best_metric, cfg.train.best_mode)  # a monitor with a direction
 
 
 # ------------------------------------------------------------------------------------------------ pieces
@@ -132,7 +125,7 @@ def test_schedules_warmup_cosine_step_and_plateau() -> None:
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1.0)
     cfg = train.OptimConfig(lr=1.0, scheduler="cosine", warmup_steps=2, min_lr=0.01)
-    sched, plateau = train._build_schedulers(opt, cfg, steps_per_epoch=5, epochs=2)
+    sched, plateau = train.build_schedulers(opt, cfg, steps_per_epoch=5, epochs=2)
     lrs = []
     for _ in range(10):
         lrs.append(opt.param_groups[0]["lr"])
@@ -141,7 +134,7 @@ def test_schedules_warmup_cosine_step_and_plateau() -> None:
     assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0) and plateau is None
     assert all(x >= y for x, y in zip(lrs[1:], lrs[2:], strict=False)) and lrs[-1] < 0.1
     opt = torch.optim.SGD([p], lr=1.0)
-    _, plateau = train._build_schedulers(opt, train.OptimConfig(lr=1.0, scheduler="plateau", plateau_patience=2,
+    _, plateau = train.build_schedulers(opt, train.OptimConfig(lr=1.0, scheduler="plateau", plateau_patience=2,
                                                                   plateau_factor=0.1, min_lr=1e-6), 5, 10)
     for _ in range(4):
         plateau.step(1.0)  # no improvement: after patience 2 the lr drops by 10
@@ -162,19 +155,27 @@ def test_splits_are_carved_stratified_and_reproducible(tiny_data: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ end to end
-@pytest.mark.parametrize(
-    ("name", "extra"),
-    [("classifier_tiny.test", {"augment.hflip": True, "augment.rotation": 20.0, "optim.scheduler": "cosine"}),
-     ("boxhead_tiny.test", {"augment.hflip": True, "augment.shift": 0.1, "model.args": {"alpha": 100.0,
-                                                                                       "beta": 0.8}}),
-     ("ensemble_tiny.test", {"optim.optimizer": "sgd", "optim.lr": 0.01}),
-     ("probe_tiny.test", {"augment.jitter_p": 0.5, "augment.blur_p": 0.5})],
-)
-def test_family_trains_end_to_end_and_loads(tiny_data: Path, tmp_path: Path, name: str, extra: dict) -> None:
+#: Per-family extras for the end-to-end run (augmentation, schedules, optimizers); every tiny family is trained.
+FAMILY_EXTRAS = {
+    "classifier_tiny.test": {"augment.hflip": True, "augment.rotation": 20.0, "optim.scheduler": "cosine"},
+    "boxhead_tiny.test": {"augment.hflip": True, "augment.shift": 0.1, "model.args": {"alpha": 100.0, "beta": 0.8}},
+    "ensemble_tiny.test": {"optim.optimizer": "sgd", "optim.lr": 0.01},
+    "probe_tiny.test": {"augment.jitter_p": 0.5, "augment.blur_p": 0.5},
+}
+
+
+def _tiny_families() -> list[str]:
+    from hubdet.models import list_detectors
+
+    return [n for n in list_detectors() if n.endswith(".test")]
+
+
+@pytest.mark.parametrize("name", _tiny_families())
+def test_family_trains_end_to_end_and_loads(tiny_data: Path, tmp_path: Path, name: str) -> None:
     import hubdet
 
-    cfg = _cfg(tiny_data, tmp_path / "run", name, **extra)
-    result = train.main(cfg)
+    cfg = _cfg(tiny_data, tmp_path / "run", name, **FAMILY_EXTRAS.get(name, {}))
+    result = train.train(cfg)
     model_dir = Path(result["model_dir"])
     detector = hubdet.from_pretrained(model_dir)
     assert detector.config.name == name
@@ -193,20 +194,22 @@ def test_family_trains_end_to_end_and_loads(tiny_data: Path, tmp_path: Path, nam
 
 
 @pytest.mark.parametrize(("accum", "every", "stop", "latest", "steps"),
-                         [(1, 2, 3, "step_000000002", 8),   # killed 1 step after a mid-epoch checkpoint
-                          (2, 1, 3, "step_000000003", 4)])  # gradient accumulation, resumed mid-epoch
+                         [(1, 2, 3, 2, 8),   # killed 1 step after a mid-epoch checkpoint
+                          (2, 1, 3, 3, 4)])  # gradient accumulation, resumed mid-epoch
 def test_kill_and_resume_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path, accum: int, every: int,
-                                                   stop: int, latest: str, steps: int) -> None:
+                                                   stop: int, latest: int, steps: int) -> None:
     common = {"train.epochs": 2, "train.batch_size": 4, "train.checkpoint_every_steps": every,
               "optim.scheduler": "cosine", "optim.warmup_steps": 2, "optim.grad_accum_steps": accum,
               "model.args": {"drop_rate": 0.3}, "augment.hflip": True, "augment.rotation": 15.0,
               "augment.jitter_p": 0.5, "data.balance": "weighted", "train.calibrate": False}
-    full = train.main(_cfg(tiny_data, tmp_path / "full", **common))
-    killed = train.main(_cfg(tiny_data, tmp_path / "resumed", **common, **{"train.stop_after_steps": stop}))
+    full = train.train(_cfg(tiny_data, tmp_path / "full", **common))
+    killed = train.train(_cfg(tiny_data, tmp_path / "resumed", **common, **{"train.stop_after_steps": stop}))
     assert killed["stopped_at_step"] == stop
-    assert train.latest_checkpoint(tmp_path / "resumed").name == latest
+    newest = train.latest_checkpoint(tmp_path / "resumed")  # accelerate's checkpoints/checkpoint_<i>
+    assert train.TrainerState.load(newest).global_step == latest
+    assert len(list((tmp_path / "resumed" / "checkpoints").iterdir())) <= 2  # train.keep_checkpoints
     assert not (tmp_path / "resumed" / "model").exists()
-    resumed = train.main(_cfg(tiny_data, tmp_path / "resumed", **common, **{"train.resume": "latest"}))
+    resumed = train.train(_cfg(tiny_data, tmp_path / "resumed", **common, **{"train.resume": "latest"}))
     a, b = _weights(tmp_path / "full" / "model"), _weights(tmp_path / "resumed" / "model")
     assert a.keys() == b.keys()
     for k in a:
@@ -215,7 +218,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tiny_data: Path, tmp_path: Pa
     assert [h["val_loss"] for h in full["history"]] == pytest.approx([h["val_loss"] for h in resumed["history"]])
     assert full["global_step"] == resumed["global_step"] == steps
     if accum == 1:  # the runs really differ from a run with another seed (the comparison can fail)
-        other = train.main(_cfg(tiny_data, tmp_path / "other", **common, **{"train.seed": 1}))
+        other = train.train(_cfg(tiny_data, tmp_path / "other", **common, **{"train.seed": 1}))
         c = _weights(Path(other["model_dir"]))
         assert any(not torch.equal(a[k], c[k]) for k in a)
 
@@ -224,11 +227,11 @@ def test_early_stopping_and_misspelt_monitor(tiny_data: Path, tmp_path: Path) ->
     # no epoch can improve val_loss by 10: the first sets the reference, the second runs out of patience
     cfg = _cfg(tiny_data, tmp_path / "es", **{"train.epochs": 6, "train.early_stopping_patience": 1,
                                               "train.early_stopping_min_delta": 10.0, "data.test_fraction": 0.0})
-    result = train.main(cfg)
+    result = train.train(cfg)
     assert result["stopped_early"] and len(result["history"]) == 2 and result["test"] is None
     bad = _cfg(tiny_data, tmp_path / "bad", **{"optim.scheduler": "plateau", "optim.plateau_monitor": "val_los"})
     with pytest.raises(ConfigError, match="did you mean 'val_loss'"):
-        train.main(bad)
+        train.train(bad)
 
 
 # ------------------------------------------------------------------------------------------------ subprocesses
@@ -331,7 +334,7 @@ def test_seed_scale_config_starts_on_its_layout(name: str, tmp_path: Path) -> No
             "train.stop_after_steps": 1, "train.output_dir": str(tmp_path / "run"), "train.log_with": "none",
             "train.progress": False, "data.num_workers": 0, **_seed_layouts(tmp_path / "data")[name]}
     cfg = train.load_config(CONFIGS / f"{name}.yaml", over)
-    result = train.main(cfg)
+    result = train.train(cfg)
     if cfg.model.name.startswith("probe"):
         assert (Path(result["model_dir"]) / "model.safetensors").is_file()
     else:

@@ -11,11 +11,12 @@
     train.batch_size: {type: categorical, choices: [8, 16, 32]}
     augment.rotation: {type: int, low: 0, high: 30, step: 5}
 
-Every trial runs ``training/train.py``'s ``main`` in-process (one process per trial) with its own output folder
-``<output-dir>/trial_<n>``; after each epoch the trial reports ``--metric`` (default: the config's
-``train.best_metric``) and the pruner may stop it. ``--jobs K`` starts K worker processes on one shared study storage
-(SQLite by default; any Optuna RDB URL works, so workers on other machines can join with the same ``--storage`` and
-``--study-name``). The trial count is shared: the study stops at ``--trials`` finished trials in total.
+Every trial runs :func:`hubdet.training.train` (what ``training/train.py`` runs) in-process (one process per
+trial) with its own output folder ``<output-dir>/trial_<n>``; after each epoch the trial reports ``--metric``
+(default: the config's ``train.best_metric``) and the pruner may stop it. ``--jobs K`` starts K worker processes
+on one shared study storage (SQLite by default; any Optuna RDB URL works, so workers on other machines can join
+with the same ``--storage`` and ``--study-name``). The trial count is shared: the study stops at ``--trials``
+finished trials in total.
 
 Outputs in ``--output-dir``: ``results.csv`` and ``results.md`` (one row per trial: number, state, value, params,
 duration) and ``best_config.yaml`` (the full resolved config of the best trial, ready for train.py).
@@ -24,7 +25,6 @@ duration) and ``best_config.yaml`` (the full resolved config of the best trial, 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import math
 import os
@@ -36,29 +36,16 @@ from typing import Any
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
 logger = logging.getLogger("hubdet.sweep")
 
 _SPACE_KEYS = {"type", "low", "high", "log", "step", "choices"}
 
 
-def _train_module() -> Any:
-    """training/train.py as a module (training/ is not a package: nothing in hubdet imports it)."""
-    name = "hubdet_train_script"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_space(path: str | os.PathLike | dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Read and check a search space: ``{dotted.key: {type, low, high, log, step, choices}}``."""
     from hubdet._core.errors import ConfigError
+    from hubdet.training import resolve_key
 
-    train = _train_module()
     raw = path if isinstance(path, dict) else yaml.safe_load(Path(path).read_text()) or {}
     where = "space" if isinstance(path, dict) else str(path)
     if not isinstance(raw, dict) or not raw:
@@ -81,7 +68,7 @@ def load_space(path: str | os.PathLike | dict[str, Any]) -> dict[str, dict[str, 
                 raise ConfigError(f"{where}: {key}: type categorical needs a non-empty choices list")
         else:
             raise ConfigError(f"{where}: {key}: type must be float, int or categorical, got {kind!r}")
-        space[train.resolve_key(str(key))] = dict(spec)
+        space[resolve_key(str(key))] = dict(spec)
     return space
 
 
@@ -126,7 +113,8 @@ def run_worker(
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    train = _train_module()
+    from hubdet.training import load_config, train
+
     study = optuna.create_study(
         study_name=study_name, storage=storage, direction=direction, load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed + worker), pruner=_pruner(pruner),
@@ -135,8 +123,8 @@ def run_worker(
     def objective(trial: optuna.Trial) -> float:
         values = suggest(trial, space)
         run_dir = output_dir / f"trial_{trial.number:04d}"
-        cfg = train.load_config(config, list(overrides))
-        cfg = train.load_config(None, {**_flat(cfg.to_dict()), **values, "train.output_dir": str(run_dir)})
+        cfg = load_config(config, list(overrides))
+        cfg = load_config(None, {**cfg.flat(), **values, "train.output_dir": str(run_dir)})
         trial.set_user_attr("output_dir", str(run_dir))
         trial.set_user_attr("pid", os.getpid())
         best: list[float] = []
@@ -150,7 +138,7 @@ def run_worker(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} ({metric}={value:.4g})")
 
-        result = train.main(cfg, epoch_callback=report)
+        result = train(cfg, epoch_callback=report)
         if result.get("test"):
             trial.set_user_attr("test", {k: v for k, v in result["test"].items() if isinstance(v, (int, float))})
         if not best:
@@ -164,22 +152,12 @@ def run_worker(
     return study
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}`` for the config sections only (dict fields stay whole)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if not prefix and isinstance(v, dict):
-            out.update(_flat(v, f"{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
 def write_results(study: Any, output_dir: Path, config: str | None, overrides: Sequence[str]) -> dict[str, Path]:
     """``results.csv``, ``results.md`` and ``best_config.yaml`` (if any trial completed)."""
     from optuna.trial import TrialState
 
-    train = _train_module()
+    from hubdet.training import load_config
+
     output_dir.mkdir(parents=True, exist_ok=True)
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     keys = sorted({k for t in trials for k in t.params})
@@ -208,9 +186,8 @@ def write_results(study: Any, output_dir: Path, config: str | None, overrides: S
     if complete:
         best = study.best_trial
         lines += ["", f"Best: trial {best.number}, value {cell(best.value)}, params {best.params}"]
-        cfg = train.load_config(config, list(overrides))
-        cfg = train.load_config(None, {**_flat(cfg.to_dict()), **best.params,
-                                       "train.output_dir": str(output_dir / "best")})
+        cfg = load_config(config, list(overrides))
+        cfg = load_config(None, {**cfg.flat(), **best.params, "train.output_dir": str(output_dir / "best")})
         paths["best_config"] = output_dir / "best_config.yaml"
         paths["best_config"].write_text(
             f"# best of sweep {study.study_name!r}: trial {best.number}, value {best.value}\n"
@@ -239,17 +216,17 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[s
 def main(argv: Sequence[str] | None = None) -> int:
     args, overrides = parse(argv)
     from hubdet._core.errors import ConfigError
+    from hubdet.training import load_config, metric_mode
 
-    train = _train_module()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         space = load_space(args.space)
-        base = train.load_config(args.config, overrides)  # fail fast on a bad config or override
+        base = load_config(args.config, overrides)  # fail fast on a bad config or override
+        metric = args.metric or base.train.best_metric
+        direction = args.direction or ("minimize" if metric_mode(metric) == "min" else "maximize")
     except ConfigError as exc:
         print(f"sweep.py: error: {exc}", file=sys.stderr)
         return 2
-    metric = args.metric or base.train.best_metric
-    direction = args.direction or ("minimize" if train._mode(metric, "auto") == "min" else "maximize")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"

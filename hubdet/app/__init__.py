@@ -1,8 +1,13 @@
 """The Gradio app: compare detectors side by side, batch scoring, leaderboard.
 
 - :mod:`hubdet.app.config`: which detectors the app offers (``defaults/detectors.yaml`` or ``HUBDET_DETECTORS``);
-- :mod:`hubdet.app.service`: pure-python logic (lazy thread-safe model cache, compare, batch, heatmaps, boxes);
-- :mod:`hubdet.app.ui`: builds the ``gr.Blocks`` from a list of detectors.
+- :mod:`hubdet.app.pool`: the lazy, thread-safe detector cache (one lock per detector) and the app's error types;
+- :mod:`hubdet.app.uploads`: decoding an upload, expanding a batch's files and zips under :class:`BatchLimits`;
+- :mod:`hubdet.app.compare` / :mod:`hubdet.app.batch`: the two ways of scoring, both over
+  :func:`hubdet.models.predict.predict_many` (ensemble member sharing lives with the models);
+- :mod:`hubdet.app.rendering`: display copies, boxes and heatmap overlays (heatmaps: :mod:`hubdet.models.explain`);
+- :mod:`hubdet.app.examples`, :mod:`hubdet.app.leaderboard`: the example images and the leaderboard tab's data;
+- :mod:`hubdet.app.ui`: builds the ``gr.Blocks``, one function per tab. Only this module imports gradio.
 
 Importing this package imports neither gradio nor torch; nothing is downloaded at import time.
 """

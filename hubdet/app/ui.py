@@ -1,8 +1,9 @@
-"""Build the Gradio app from a list of detectors: Compare (side by side), Batch, Leaderboard, About.
+"""Build the Gradio app from a list of detectors: one function per tab (Compare, Batch, Leaderboard, Detectors).
 
 The per-detector columns are rendered in a loop over the detectors the user chose (``gr.render``); the last
 comparison of each browser session lives in a ``gr.State``. Named API endpoints (``/compare``, ``/detectors``,
-``/batch``, ``/leaderboard``) serve scripts and tests through ``gradio_client``.
+``/batch``, ``/leaderboard``) serve scripts and tests through ``gradio_client``. The logic behind each tab lives in
+its own module of :mod:`hubdet.app` (compare, batch, leaderboard, pool); this module only wires it to components.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from typing import Any
 import gradio as gr
 
 from hubdet._core.errors import BadImageError
-from hubdet.app import service
+from hubdet.app import leaderboard as board_lib
+from hubdet.app.batch import BATCH_COLUMNS, batch, rows_to_csv
+from hubdet.app.compare import Comparison, compare
 from hubdet.app.config import DetectorSpec, load_detector_specs, results_dir
-from hubdet.app.service import AppInputError, DetectorPool
+from hubdet.app.examples import ensure_examples
+from hubdet.app.pool import MAX_SIDES, MIN_SIDES, AppInputError, DetectorPool
+from hubdet.app.uploads import BatchLimits
 
 logger = logging.getLogger(__name__)
 
@@ -33,45 +38,12 @@ INTRO = (
 )
 
 
-def _file_path(value: Any) -> str | None:
-    """The local path of a ``gr.File`` value (a path string, a FileData-like object or None)."""
-    if value is None:
-        return None
-    if isinstance(value, (str, os.PathLike)):
-        return os.fspath(value)
-    for attr in ("path", "name"):
-        if getattr(value, attr, None):
-            return str(getattr(value, attr))
-    if isinstance(value, dict) and value.get("path"):
-        return str(value["path"])
-    return str(value)
-
-
-def _display_name(path: str | None) -> str | None:
-    """The uploaded file's name without gradio's cache folders."""
-    return Path(path).name if path else None
-
-
-def _error_payload(message: str) -> dict[str, Any]:
-    return {"ok": False, "error": message, "image": None, "results": [], "summary": None}
-
-
-def _detectors_markdown(pool: DetectorPool) -> str:
-    lines = ["| detector | source | description |", "|---|---|---|"]
-    for row in pool.describe():
-        desc = row.get("description", "") or ""
-        if not row["available"]:
-            desc = f"unavailable: {row.get('error', '')}"
-        lines.append(f"| {row['name']} | `{row['source']}` | {desc} |")
-    return "\n".join(lines)
-
-
 def build_demo(
     detectors: Sequence[DetectorSpec] | DetectorPool | None = None,
     *,
     examples: Sequence[str | os.PathLike] | None = None,
     leaderboard_dir: str | os.PathLike | None = None,
-    limits: service.BatchLimits = service.BatchLimits(),
+    limits: BatchLimits = BatchLimits(),
 ) -> gr.Blocks:
     """The app for ``detectors`` (specs or a pool; default: :func:`load_detector_specs`).
 
@@ -80,27 +52,44 @@ def build_demo(
     """
     pool = detectors if isinstance(detectors, DetectorPool) else DetectorPool(
         load_detector_specs() if detectors is None else detectors)
-    names = pool.names()
-    default_choice = names[: service.MAX_SIDES]
-    example_paths = [str(p) for p in (service.ensure_examples() if examples is None else examples)]
+    example_paths = [str(p) for p in (ensure_examples() if examples is None else examples)]
     board_dir = Path(leaderboard_dir) if leaderboard_dir is not None else results_dir()
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(INTRO)
+        if not pool.names():
+            gr.Markdown("**No detector is available.** Set `HUBDET_DETECTORS` (comma-separated folders, Hub ids "
+                        "or registry names) or add checkpoints listed in `defaults/detectors.yaml`.")
+        compare_tab(demo, pool, example_paths)
+        batch_tab(pool, limits)
+        leaderboard_tab(demo, board_dir)
+        detectors_tab(pool)
+    return demo
 
-    # ------------------------------------------------------------------ handlers (closures over the pool)
-    def run_compare(file: Any, chosen: list[str] | None, explain_it: bool) -> tuple[service.Comparison | None, str]:
-        path = _file_path(file)
-        try:
-            return service.compare(pool, path, chosen, explain_it=bool(explain_it), name=_display_name(path)), ""
-        except BadImageError as exc:
-            return None, f"Cannot analyse `{exc.path}`: {exc.reason}."
-        except AppInputError as exc:
-            return None, str(exc)
+
+# ---------------------------------------------------------------------------------------------------- Compare
+def _run_compare(pool: DetectorPool, file: Any, chosen: list[str] | None,
+                 explain_it: bool) -> tuple[Comparison | None, str]:
+    """The comparison, or None and the reason it was refused."""
+    path = _file_path(file)
+    try:
+        return compare(pool, path, chosen, explain_it=bool(explain_it), name=_display_name(path)), ""
+    except BadImageError as exc:
+        return None, f"Cannot analyse `{exc.path}`: {exc.reason}."
+    except AppInputError as exc:
+        return None, str(exc)
+
+
+def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str]) -> None:
+    """The Compare tab (one column per chosen detector) and the ``/compare`` endpoint."""
+    names = pool.names()
+    default_choice = names[:MAX_SIDES]
 
     def api_compare(file: Any, chosen: list[str] | None, explain_it: bool = False) -> dict[str, Any]:
-        comparison, error = run_compare(file, chosen, explain_it)
+        comparison, error = _run_compare(pool, file, chosen, explain_it)
         return comparison.to_dict() if comparison is not None else _error_payload(error)
 
     def ui_compare(file: Any, chosen: list[str] | None, explain_it: bool) -> tuple[Any, Any, str, dict[str, Any]]:
-        comparison, error = run_compare(file, chosen, explain_it)
+        comparison, error = _run_compare(pool, file, chosen, explain_it)
         if comparison is None:
             gr.Warning(error)
             return None, None, f"**{error}**", _error_payload(error)
@@ -125,132 +114,52 @@ def build_demo(
         servable = any(Path(path).resolve().is_relative_to(Path(d).resolve()) for d in (tempfile.gettempdir(), "."))
         return (path if servable else gr.update()), state, preview, text, payload
 
-    def api_detectors() -> list[dict[str, Any]]:
-        """The configured detectors: name, source, description, availability (details once loaded)."""
-        return pool.describe()
+    state = gr.State(None)  # this session's last comparison
+    with gr.Tab("Compare"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label="Image (any format; decoded by hubdet)", type="filepath",
+                                 elem_id="hubdet-upload")
+                chooser = gr.CheckboxGroup(choices=names, value=default_choice,
+                                           label=f"Detectors ({min(MIN_SIDES, len(names))} to {MAX_SIDES})",
+                                           elem_id="hubdet-detectors")
+                explain_box = gr.Checkbox(value=True, label="Explanation heatmaps (Grad-CAM or occlusion)")
+                compare_btn = gr.Button("Compare", variant="primary", elem_id="hubdet-compare")
+                if example_paths:
+                    gr.Examples(examples=[[p] for p in example_paths], inputs=[upload], label="Examples")
+            with gr.Column(scale=2):
+                preview = gr.Image(label="Decoded image", type="pil", interactive=False, height=320)
+                summary = gr.Markdown(elem_id="hubdet-summary")
 
-    def run_batch(files: Any, chosen: list[str] | None) -> tuple[Any, str | None, str]:
-        paths = [p for p in (_file_path(f) for f in (files or [])) if p]
-        try:
-            rows = service.batch(pool, paths, chosen, limits=limits)
-        except AppInputError as exc:
-            return [], None, f"**{exc}**"
-        import pandas as pd
+        @gr.render(inputs=state)
+        def render_columns(current: dict[str, Any] | None) -> None:
+            if not current:
+                return
+            with gr.Row(equal_height=False):
+                for res in current["results"]:  # one column per chosen detector
+                    with gr.Column(min_width=220):
+                        _detector_column(res)
 
-        table = pd.DataFrame(rows, columns=service.BATCH_COLUMNS)
-        csv_path = service.rows_to_csv(rows)
-        n_bad = len({r["file"] for r in rows if r["error"]})
-        n_files = len({r["file"] for r in rows})
-        note = f"{n_files} file(s) x {len(list(dict.fromkeys(chosen or [])))} detector(s)"
-        note += f"; {n_bad} file(s) with errors (see the error column)." if n_bad else "."
-        return table, str(csv_path), note
+        with gr.Accordion("Raw results (JSON)", open=False):
+            raw = gr.JSON(label="comparison")
+        compare_btn.click(ui_compare, [upload, chooser, explain_box], [state, preview, summary, raw],
+                          api_visibility="private")
+        api_btn = gr.Button(visible=False)
+        api_btn.click(api_compare, [upload, chooser, explain_box], [raw], api_name="compare",
+                      api_description="Run the chosen detectors on one image file; returns per-detector JSON.")
+        demo.load(load_example, None, [upload, state, preview, summary, raw], api_visibility="private")
 
-    def show_leaderboard(source: str | None, perturbation: str | None, metric: str | None) -> tuple[Any, str]:
-        results, message = service.load_leaderboard(board_dir)
-        try:
-            return service.leaderboard_frame(results, source=source, perturbation=perturbation, metric=metric), message
-        except Exception as exc:  # an unknown filter value typed by hand, a metric the results lack...
-            return service.leaderboard_frame(None), f"{message} Cannot build the table: {exc}"
 
-    def leaderboard_filters() -> tuple[Any, Any, Any, Any, str]:
-        results, message = service.load_leaderboard(board_dir)
-        choices = service.leaderboard_choices(results)
-        metric = choices["default_metric"] or choices["metric"][0]
-        table = service.leaderboard_frame(results, metric=metric) if results else service.leaderboard_frame(None)
-        return (table, gr.update(choices=choices["source"], value=service.ALL),
-                gr.update(choices=choices["perturbation"], value="clean"),
-                gr.update(choices=choices["metric"], value=metric), message)
-
-    # ------------------------------------------------------------------ layout
-    with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(INTRO)
-        if not names:
-            gr.Markdown("**No detector is available.** Set `HUBDET_DETECTORS` (comma-separated folders, Hub ids "
-                        "or registry names) or add checkpoints listed in `defaults/detectors.yaml`.")
-        state = gr.State(None)  # this session's last comparison
-        with gr.Tab("Compare"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    upload = gr.File(label="Image (any format; decoded by hubdet)", type="filepath",
-                                     elem_id="hubdet-upload")
-                    chooser = gr.CheckboxGroup(choices=names, value=default_choice,
-                                               label=f"Detectors ({min(service.MIN_SIDES, len(names))} to "
-                                                     f"{service.MAX_SIDES})", elem_id="hubdet-detectors")
-                    explain_box = gr.Checkbox(value=True, label="Explanation heatmaps (Grad-CAM or occlusion)")
-                    compare_btn = gr.Button("Compare", variant="primary", elem_id="hubdet-compare")
-                    if example_paths:
-                        gr.Examples(examples=[[p] for p in example_paths], inputs=[upload], label="Examples")
-                with gr.Column(scale=2):
-                    preview = gr.Image(label="Decoded image", type="pil", interactive=False, height=320)
-                    summary = gr.Markdown(elem_id="hubdet-summary")
-
-            @gr.render(inputs=state)
-            def render_columns(current: dict[str, Any] | None) -> None:
-                if not current:
-                    return
-                with gr.Row(equal_height=False):
-                    for res in current["results"]:  # one column per chosen detector
-                        with gr.Column(min_width=220):
-                            gr.Markdown(_column_markdown(res), elem_classes=["hubdet-side"])
-                            if res.get("box_image") is not None:
-                                gr.Image(value=res["box_image"], label=f"{res['detector']}: predicted box",
-                                         interactive=False, type="pil")
-                            elif res.get("supports_boxes"):
-                                gr.Markdown("_no box predicted_")
-                            if res.get("heatmap_image") is not None:
-                                gr.Image(value=res["heatmap_image"], interactive=False, type="pil",
-                                         label=f"{res['detector']}: {res['explanation']}")
-
-            with gr.Accordion("Raw results (JSON)", open=False):
-                raw = gr.JSON(label="comparison")
-            compare_btn.click(ui_compare, [upload, chooser, explain_box], [state, preview, summary, raw],
-                              api_visibility="private")
-            api_btn = gr.Button(visible=False)
-            api_btn.click(api_compare, [upload, chooser, explain_box], [raw], api_name="compare",
-                          api_description="Run the chosen detectors on one image file; returns per-detector JSON.")
-            demo.load(load_example, None, [upload, state, preview, summary, raw], api_visibility="private")
-
-        with gr.Tab("Batch"):
-            gr.Markdown(f"Several images or zip archives (at most {limits.max_files} files, "
-                        f"{limits.max_zip_members} per zip, {limits.max_zip_total_bytes // 2**20} MiB uncompressed "
-                        "per zip). Files that cannot be read appear as rows with their error.")
-            with gr.Row():
-                batch_files = gr.File(label="Images or .zip", file_count="multiple", type="filepath")
-                batch_chooser = gr.CheckboxGroup(choices=names, value=names, label="Detectors")
-            batch_btn = gr.Button("Run batch", variant="primary")
-            batch_note = gr.Markdown()
-            batch_table = gr.Dataframe(headers=service.BATCH_COLUMNS, label="Results", interactive=False,
-                                       wrap=True)
-            batch_csv = gr.File(label="CSV download", interactive=False)
-            batch_btn.click(run_batch, [batch_files, batch_chooser], [batch_table, batch_csv, batch_note],
-                            api_name="batch", api_description="Score several files or zips with every chosen "
-                                                              "detector; returns the table and a CSV.")
-
-        with gr.Tab("Leaderboard"):
-            with gr.Row():
-                initial = service.leaderboard_choices(service.load_leaderboard(board_dir)[0])
-                # custom values allowed: result files added after start-up bring new sources and perturbations
-                source_dd = gr.Dropdown(choices=initial["source"], value=service.ALL, label="Source",
-                                        allow_custom_value=True)
-                pert_dd = gr.Dropdown(choices=initial["perturbation"], value="clean", label="Perturbation",
-                                      allow_custom_value=True)
-                metric_dd = gr.Dropdown(choices=initial["metric"], value=initial["default_metric"] or "roc_auc",
-                                        label="Ranked by")
-                refresh_btn = gr.Button("Refresh")
-            board_note = gr.Markdown()
-            board = gr.Dataframe(label="Leaderboard", interactive=False)
-            filters = [source_dd, pert_dd, metric_dd]
-            for dropdown in filters:
-                dropdown.input(show_leaderboard, filters, [board, board_note], api_visibility="private")
-            refresh_btn.click(show_leaderboard, filters, [board, board_note], api_name="leaderboard",
-                              api_description="The leaderboard for a source ('All'), a perturbation ('clean') and "
-                                              "a metric.")
-            demo.load(leaderboard_filters, None, [board, *filters, board_note], api_visibility="private")
-
-        with gr.Tab("Detectors"):
-            gr.Markdown(_detectors_markdown(pool))
-        gr.api(api_detectors, api_name="detectors")
-    return demo
+def _detector_column(res: dict[str, Any]) -> None:
+    """One detector's column: its text, its box picture, its heatmap."""
+    gr.Markdown(_column_markdown(res), elem_classes=["hubdet-side"])
+    if res.get("box_image") is not None:
+        gr.Image(value=res["box_image"], label=f"{res['detector']}: predicted box", interactive=False, type="pil")
+    elif res.get("supports_boxes"):
+        gr.Markdown("_no box predicted_")
+    if res.get("heatmap_image") is not None:
+        gr.Image(value=res["heatmap_image"], interactive=False, type="pil",
+                 label=f"{res['detector']}: {res['explanation']}")
 
 
 def _column_markdown(res: dict[str, Any]) -> str:
@@ -270,3 +179,130 @@ def _column_markdown(res: dict[str, Any]) -> str:
     if res.get("family"):
         lines.append(f"family: `{res['family']}`")
     return "\n\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- Batch
+def batch_tab(pool: DetectorPool, limits: BatchLimits) -> None:
+    """The Batch tab (files and zips x detectors, with a CSV) and the ``/batch`` endpoint."""
+    names = pool.names()
+
+    def run_batch(files: Any, chosen: list[str] | None) -> tuple[Any, str | None, str]:
+        paths = [p for p in (_file_path(f) for f in (files or [])) if p]
+        try:
+            rows = batch(pool, paths, chosen, limits=limits)
+        except AppInputError as exc:
+            return [], None, f"**{exc}**"
+        import pandas as pd
+
+        table = pd.DataFrame(rows, columns=BATCH_COLUMNS)
+        csv_path = rows_to_csv(rows)
+        n_bad = len({r["file"] for r in rows if r["error"]})
+        n_files = len({r["file"] for r in rows})
+        note = f"{n_files} file(s) x {len(list(dict.fromkeys(chosen or [])))} detector(s)"
+        note += f"; {n_bad} file(s) with errors (see the error column)." if n_bad else "."
+        return table, str(csv_path), note
+
+    with gr.Tab("Batch"):
+        gr.Markdown(f"Several images or zip archives (at most {limits.max_files} files, "
+                    f"{limits.max_zip_members} per zip, {limits.max_zip_total_bytes // 2**20} MiB uncompressed "
+                    "per zip). Files that cannot be read appear as rows with their error.")
+        with gr.Row():
+            batch_files = gr.File(label="Images or .zip", file_count="multiple", type="filepath")
+            batch_chooser = gr.CheckboxGroup(choices=names, value=names, label="Detectors")
+        batch_btn = gr.Button("Run batch", variant="primary")
+        batch_note = gr.Markdown()
+        batch_table = gr.Dataframe(headers=BATCH_COLUMNS, label="Results", interactive=False, wrap=True)
+        batch_csv = gr.File(label="CSV download", interactive=False)
+        batch_btn.click(run_batch, [batch_files, batch_chooser], [batch_table, batch_csv, batch_note],
+                        api_name="batch", api_description="Score several files or zips with every chosen "
+                                                          "detector; returns the table and a CSV.")
+
+
+# ---------------------------------------------------------------------------------------------------- Leaderboard
+def leaderboard_tab(demo: gr.Blocks, board_dir: Path) -> None:
+    """The Leaderboard tab (result files re-read on every change) and the ``/leaderboard`` endpoint."""
+
+    def show_leaderboard(source: str | None, perturbation: str | None, metric: str | None) -> tuple[Any, str]:
+        results, message = board_lib.load_leaderboard(board_dir)
+        try:
+            return board_lib.leaderboard_frame(results, source=source, perturbation=perturbation,
+                                               metric=metric), message
+        except Exception as exc:  # an unknown filter value typed by hand, a metric the results lack...
+            return board_lib.leaderboard_frame(None), f"{message} Cannot build the table: {exc}"
+
+    def leaderboard_filters() -> tuple[Any, Any, Any, Any, str]:
+        results, message = board_lib.load_leaderboard(board_dir)
+        choices = board_lib.leaderboard_choices(results)
+        metric = choices["default_metric"] or choices["metric"][0]
+        table = board_lib.leaderboard_frame(results, metric=metric) if results else board_lib.leaderboard_frame(None)
+        return (table, gr.update(choices=choices["source"], value=board_lib.ALL),
+                gr.update(choices=choices["perturbation"], value="clean"),
+                gr.update(choices=choices["metric"], value=metric), message)
+
+    with gr.Tab("Leaderboard"):
+        with gr.Row():
+            initial = board_lib.leaderboard_choices(board_lib.load_leaderboard(board_dir)[0])
+            # custom values allowed: result files added after start-up bring new sources and perturbations
+            source_dd = gr.Dropdown(choices=initial["source"], value=board_lib.ALL, label="Source",
+                                    allow_custom_value=True)
+            pert_dd = gr.Dropdown(choices=initial["perturbation"], value="clean", label="Perturbation",
+                                  allow_custom_value=True)
+            metric_dd = gr.Dropdown(choices=initial["metric"], value=initial["default_metric"] or "roc_auc",
+                                    label="Ranked by")
+            refresh_btn = gr.Button("Refresh")
+        board_note = gr.Markdown()
+        board = gr.Dataframe(label="Leaderboard", interactive=False)
+        filters = [source_dd, pert_dd, metric_dd]
+        for dropdown in filters:
+            dropdown.input(show_leaderboard, filters, [board, board_note], api_visibility="private")
+        refresh_btn.click(show_leaderboard, filters, [board, board_note], api_name="leaderboard",
+                          api_description="The leaderboard for a source ('All'), a perturbation ('clean') and "
+                                          "a metric.")
+        demo.load(leaderboard_filters, None, [board, *filters, board_note], api_visibility="private")
+
+
+# ---------------------------------------------------------------------------------------------------- Detectors
+def _detectors_markdown(pool: DetectorPool) -> str:
+    lines = ["| detector | source | description |", "|---|---|---|"]
+    for row in pool.describe():
+        desc = row.get("description", "") or ""
+        if not row["available"]:
+            desc = f"unavailable: {row.get('error', '')}"
+        lines.append(f"| {row['name']} | `{row['source']}` | {desc} |")
+    return "\n".join(lines)
+
+
+def detectors_tab(pool: DetectorPool) -> None:
+    """The Detectors tab (what is configured and why one is unavailable) and the ``/detectors`` endpoint."""
+
+    def api_detectors() -> list[dict[str, Any]]:
+        """The configured detectors: name, source, description, availability (details once loaded)."""
+        return pool.describe()
+
+    with gr.Tab("Detectors"):
+        gr.Markdown(_detectors_markdown(pool))
+    gr.api(api_detectors, api_name="detectors")
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _file_path(value: Any) -> str | None:
+    """The local path of a ``gr.File`` value (a path string, a FileData-like object or None)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    for attr in ("path", "name"):
+        if getattr(value, attr, None):
+            return str(getattr(value, attr))
+    if isinstance(value, dict) and value.get("path"):
+        return str(value["path"])
+    return str(value)
+
+
+def _display_name(path: str | None) -> str | None:
+    """The uploaded file's name without gradio's cache folders."""
+    return Path(path).name if path else None
+
+
+def _error_payload(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": message, "image": None, "results": [], "summary": None}

@@ -1,8 +1,9 @@
 """Data: one ``datasets`` builder per public source, the example schema, image I/O and debiasing.
 
-Entry points: :func:`load_source` and :func:`list_sources`; :func:`last_report` gives the files skipped by the
-last load. Attributes are imported lazily, so ``import hubdet.data.imageio`` (the app, the CLI) does not pay
-for ``datasets`` and every builder.
+Entry points: :func:`load_source` (its result carries the report of skipped files as ``.report``) and
+:func:`list_sources`. A new source is one module in this package that calls ``register_source`` (see
+:mod:`hubdet.data._builder`). Attributes are imported lazily, so ``import hubdet.data.imageio`` (the app, the CLI)
+does not pay for ``datasets`` and every builder.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 from hubdet._core.lazy import lazy_exports
 
 _LAZY = {
-    "load_source": "hubdet.data._builder",
+    "load_source": "hubdet.data.loading",
     "list_sources": "hubdet.data._builder",
-    "last_report": "hubdet.data._builder",
+    "last_report": "hubdet.data.loading",  # deprecated: use the returned dataset's .report
     "get_source": "hubdet.data._builder",
-    "PreparationReport": "hubdet.data._builder",
+    "PreparationReport": "hubdet.data.example",
+    "make_example": "hubdet.data.example",
+    "ColumnMap": "hubdet.data.schema",
     "HubdetBuilder": "hubdet.data._builder",
     "register_source": "hubdet.data._builder",
     "ReencodeConfig": "hubdet.data.debias",

@@ -1,19 +1,19 @@
-"""Shared machinery of the source builders: base builder, items, bad-file report, registry and ``load_source``.
+"""Shared machinery of the source builders: the base builder, items, the source registry and local preparation.
 
-A source module only describes its layout: it subclasses :class:`HubdetBuilder`, sets ``LAYOUT`` (a
-one-line description used in error messages) and optionally ``OPTIONS`` (a :class:`StrictConfig`), and
-implements :meth:`HubdetBuilder.scan`, which returns the files of each split as :class:`Item` records.
-Reading, validating (through :func:`hubdet.data.imageio.open_image`), re-encoding, box/mask handling and the
-bad-file report are done here, once for every source.
+A source module only describes its layout: it subclasses :class:`HubdetBuilder`, registers it with
+``@register_source("name")``, sets ``LAYOUT`` (a one-line description used in error messages), optionally
+``OPTIONS`` (a :class:`StrictConfig`) and ``HUB_COLUMNS`` (a :class:`~hubdet.data.schema.ColumnMap`: where published
+copies keep each field), and implements :meth:`HubdetBuilder.scan`, which returns the files of each split as
+:class:`Item` records. Reading, decoding and example assembly (:func:`hubdet.data.example.make_example`) are shared.
+
+Sources are discovered, not listed: every module directly in ``hubdet/data/`` whose name does not start with ``_``
+and whose code calls ``register_source`` is imported on the first lookup (:data:`SOURCE_DISCOVERY`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
-import io
-import json
 import logging
 import os
 import random
@@ -26,30 +26,22 @@ import numpy as np
 from PIL import Image
 
 from hubdet._core.config import StrictConfig
-from hubdet._core.errors import BadImageError, ConfigError, DataLayoutError, UnknownNameError
-from hubdet._core.registry import Registry
-from hubdet.data.debias import ReencodeConfig, as_reencode_config, reencode_to_bytes, rescale_boxes, resize_mask
-from hubdet.data.imageio import BadFileReport, ImageInfo, is_image_file, open_image
-from hubdet.data.schema import FAKE, LABEL_NAMES, REAL, features
+from hubdet._core.errors import ConfigError, DataLayoutError, UnknownNameError
+from hubdet._core.registry import ModuleDiscovery, Registry
+from hubdet.data.debias import ReencodeConfig, as_reencode_config
+from hubdet.data.example import PreparationReport, attach_report, cache_key, decode, example_features, make_example
+from hubdet.data.imageio import BadFileReport, ImageInfo, is_image_file
+from hubdet.data.schema import FAKE, REAL, ColumnMap
 
 logger = logging.getLogger(__name__)
 
-#: Column added (only) when ``reencode=`` is used: how the stored image was re-encoded, e.g. ``JPEG q90``.
-REENCODED_COLUMN = "reencoded"
 #: Name of the JSON report written next to each prepared cache.
 REPORT_FILENAME = "hubdet_report.json"
 
-SOURCE_MODULES = (
-    "hubdet.data.cifake",
-    "hubdet.data.deepfakeart",
-    "hubdet.data.kaggle_faces",
-    "hubdet.data.inpaint_boxes",
-    "hubdet.data.ufd",
-    "hubdet.data.genimage",
-    "hubdet.data.folder",
-)
-
-SOURCES: Registry[type[HubdetBuilder]] = Registry("source")
+#: The source modules: found by their ``register_source`` calls, imported on the first lookup.
+SOURCE_DISCOVERY = ModuleDiscovery("hubdet.data", markers=("register_source",))
+SOURCES: Registry[type[HubdetBuilder]] = Registry("source", lister="hubdet.list_sources()",
+                                                  discovery=SOURCE_DISCOVERY)
 
 _SPLIT_ALIASES = {
     "train": "train", "training": "train",
@@ -61,69 +53,6 @@ _SPLIT_ALIASES = {
 def normalize_split(name: str) -> str | None:
     """Map split folder/column spellings (Train, val, Validation, testing ...) to train/validation/test."""
     return _SPLIT_ALIASES.get(str(name).strip().lower())
-
-
-# ----------------------------------------------------------------------------------------- report
-
-
-@dataclasses.dataclass
-class PreparationReport:
-    """What a preparation produced: examples per split and label, the skipped files and why, the re-encoding."""
-
-    source: str
-    data_dir: str | None = None
-    repo_id: str | None = None
-    splits: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
-    reencode: str | None = None
-    bad_files: BadFileReport = dataclasses.field(default_factory=BadFileReport)
-    path: str | None = None  # where the JSON copy lies
-
-    @property
-    def skipped(self) -> list[tuple[str, str]]:
-        """``(path, reason)`` of every skipped file."""
-        return self.bad_files.skipped
-
-    def count(self, split: str, label: int) -> None:
-        counts = self.splits.setdefault(split, {"real": 0, "fake": 0})
-        counts[LABEL_NAMES[label]] += 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source, "data_dir": self.data_dir, "repo_id": self.repo_id, "splits": self.splits,
-            "reencode": self.reencode, "bad_files": self.bad_files.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], path: str | None = None) -> PreparationReport:
-        bad = BadFileReport([(f["path"], f["reason"]) for f in data.get("bad_files", {}).get("files", [])])
-        return cls(source=data["source"], data_dir=data.get("data_dir"), repo_id=data.get("repo_id"),
-                   splits=dict(data.get("splits", {})), reencode=data.get("reencode"), bad_files=bad, path=path)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        self.path = str(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> PreparationReport:
-        return cls.from_dict(json.loads(Path(path).read_text()), path=str(path))
-
-    def summary(self) -> str:
-        counts = ", ".join(f"{s}: {c.get('real', 0)} real / {c.get('fake', 0)} fake" for s, c in self.splits.items())
-        head = f"{self.source}: {counts or 'no examples'}" + (f" (re-encoded {self.reencode})" if self.reencode else "")
-        return head + "\n" + self.bad_files.summary()
-
-
-_LAST_REPORT: PreparationReport | None = None
-
-
-def last_report() -> PreparationReport | None:
-    """The report of the last :func:`load_source` call in this process (``None`` before the first)."""
-    return _LAST_REPORT
-
-
-def _set_last_report(report: PreparationReport) -> None:
-    global _LAST_REPORT
-    _LAST_REPORT = report
 
 
 # ----------------------------------------------------------------------------------------- items
@@ -239,6 +168,8 @@ class HubdetBuilder(datasets.GeneratorBasedBuilder):
     LAYOUT: ClassVar[str] = ""
     #: Strict options of this source.
     OPTIONS: ClassVar[type[StrictConfig]] = NoOptions
+    #: Where published copies of this source (``load_source(name, repo_id=...)``) keep each field.
+    HUB_COLUMNS: ClassVar[ColumnMap] = ColumnMap()
     HOMEPAGE: ClassVar[str] = ""
     CITATION: ClassVar[str] = ""
 
@@ -264,12 +195,9 @@ class HubdetBuilder(datasets.GeneratorBasedBuilder):
     # -- datasets hooks -------------------------------------------------------------------------
 
     def _info(self) -> datasets.DatasetInfo:
-        feats = features()
-        if self.config.reencode is not None:
-            feats[REENCODED_COLUMN] = datasets.Value("string")
         return datasets.DatasetInfo(
             description=f"hubdet source {self.SOURCE_NAME!r}: {self.LAYOUT}",
-            features=feats,
+            features=example_features(as_reencode_config(self.config.reencode)),
             homepage=self.HOMEPAGE,
             citation=self.CITATION,
         )
@@ -296,7 +224,7 @@ class HubdetBuilder(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, items: list[Item], split: str) -> Iterator[tuple[str, dict[str, Any]]]:
         for item in items:
-            example = self.make_example(item)
+            example = self.example_for(item)
             if example is None:
                 continue
             self.report.count(split, item.label)
@@ -305,7 +233,7 @@ class HubdetBuilder(datasets.GeneratorBasedBuilder):
     # -- example construction -------------------------------------------------------------------
 
     def _read(self, path: Path, file: str) -> tuple[bytes, Image.Image, ImageInfo] | None:
-        """Read a file once and decode it through ``open_image``; report and return None when unusable."""
+        """Read a file once and decode it; report it and return None when unusable."""
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -314,87 +242,26 @@ class HubdetBuilder(datasets.GeneratorBasedBuilder):
         except OSError as exc:
             self.report.bad_files.add(file, f"cannot read file ({exc.strerror or exc})")
             return None
-        try:
-            img, info = open_image(data)
-        except BadImageError as exc:
-            self.report.bad_files.add(file, exc.reason)
-            return None
-        return data, img, info
+        got = decode(data, file, self.report.bad_files)
+        return None if got is None else (data, *got)
 
-    def _read_mask(self, item: Item, size: tuple[int, int]) -> Image.Image | None:
-        if item.mask is None:
-            return None
-        mask_file = rel(item.mask, Path(self.config.data_dir or "."))
-        got = self._read(item.mask, mask_file)
-        if got is None:
-            return None
-        mask = got[1].convert("L").point(lambda v: 255 if v > 127 else 0)
-        if mask.size != size:
-            logger.warning("%s: mask %s is %sx%s, image is %sx%s; resizing the mask", item.file, mask_file,
-                           *mask.size, *size)
-            mask = resize_mask(mask, size)
-        return mask
-
-    def make_example(self, item: Item) -> dict[str, Any] | None:
-        """Build one example (``None`` and a report entry when the image or its mask is unusable)."""
+    def example_for(self, item: Item) -> dict[str, Any] | None:
+        """The example of ``item`` (``None`` and a report entry when the image or its mask is unusable)."""
         got = self._read(item.path, item.file)
         if got is None:
             return None
         data, img, info = got
-        size = (img.width, img.height)
         mask = None
         if item.mask is not None:
-            mask = self._read_mask(item, size)
-            if mask is None:
-                self.report.bad_files.add(item.file, f"its mask {rel(item.mask, Path(self.config.data_dir or '.'))} "
-                                                     "is unusable (see above); example skipped")
+            mask_file = rel(item.mask, Path(self.config.data_dir or "."))
+            mask_got = self._read(item.mask, mask_file)
+            if mask_got is None:
+                self.report.bad_files.add(item.file, f"its mask {mask_file} is unusable (see above); example skipped")
                 return None
-        boxes = [list(map(float, b)) for b in (item.boxes or [])]
-        if item.boxes_from_mask and mask is not None and not boxes:
-            bbox = mask.getbbox()
-            boxes = [list(map(float, bbox))] if bbox else []
-        boxes = _clip_boxes(boxes, size, item.file)
-        cfg = self.reencode_config
-        example: dict[str, Any] = {}
-        if cfg is not None:
-            data, new_size = reencode_to_bytes(img, cfg)
-            boxes = rescale_boxes(boxes, size, new_size)
-            if mask is not None:
-                mask = resize_mask(mask, new_size)
-            example[REENCODED_COLUMN] = cfg.describe()
-        example.update({
-            "image": {"bytes": data, "path": None},
-            "label": item.label,
-            "boxes": boxes,
-            "mask": {"bytes": _png_bytes(mask), "path": None} if mask is not None else None,
-            "generator": item.generator,
-            "source": self.SOURCE_NAME,
-            "orig_format": info.format or "",
-            "orig_jpeg_quality": info.jpeg_quality if info.jpeg_quality is not None else -1,
-            "orig_width": info.width,
-            "orig_height": info.height,
-            "file": item.file,
-        })
-        return example
-
-
-def _png_bytes(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _clip_boxes(boxes: list[list[float]], size: tuple[int, int], file: str) -> list[list[float]]:
-    """Clip boxes to the image; drop empty ones (e.g. the all-zero box of an untouched image)."""
-    w, h = size
-    out = []
-    for b in boxes:
-        x0, y0, x1, y1 = max(0.0, b[0]), max(0.0, b[1]), min(float(w), b[2]), min(float(h), b[3])
-        if x1 > x0 and y1 > y0:
-            out.append([x0, y0, x1, y1])
-        elif any(b):
-            logger.warning("%s: box %s is empty inside a %sx%s image; dropped", file, b, w, h)
-    return out
+            mask = mask_got[1]
+        return make_example(data, img, info, label=item.label, generator=item.generator, source=self.SOURCE_NAME,
+                            file=item.file, boxes=item.boxes, mask=mask, boxes_from_mask=item.boxes_from_mask,
+                            reencode=self.reencode_config)
 
 
 # ----------------------------------------------------------------------------------------- registry
@@ -411,20 +278,13 @@ def register_source(name: str) -> Any:
     return wrap
 
 
-def _ensure_registered() -> None:
-    for module in SOURCE_MODULES:
-        importlib.import_module(module)
-
-
 def list_sources() -> list[str]:
-    """Names of every source :func:`load_source` can read."""
-    _ensure_registered()
+    """Names of every source :func:`~hubdet.data.load_source` can read."""
     return SOURCES.names()
 
 
 def get_source(name: str) -> type[HubdetBuilder]:
     """The builder class of source ``name`` (unknown names raise with suggestions)."""
-    _ensure_registered()
     return SOURCES.get(name)
 
 
@@ -443,18 +303,6 @@ def _fingerprint_dir(root: Path) -> str:
             except OSError:
                 continue
             h.update(f"{os.path.relpath(p, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def _code_hash(cls: type[HubdetBuilder]) -> str:
-    """A hash of the code that shapes the prepared data, so that a code change invalidates the cache."""
-    import inspect
-
-    h = hashlib.sha256()
-    for module in {__name__, cls.__module__, "hubdet.data.debias", "hubdet.data.schema"}:
-        src = inspect.getsourcefile(importlib.import_module(module))
-        if src:
-            h.update(Path(src).read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -481,14 +329,15 @@ def make_builder(
     root = Path(data_dir).expanduser().resolve()
     if not root.is_dir():
         raise DataLayoutError(f"{root}: no such folder (source {name!r} expects {cls.LAYOUT})")
+    fingerprint = _fingerprint_dir(root)
     return cls(
         cache_dir=str(cache_dir) if cache_dir is not None else None,
         dataset_name=name,
-        hash=_code_hash(cls),
+        hash=cache_key(cls, __name__, options=checked, reencode=cfg, data=f"{root}\0{fingerprint}"),
         data_dir=str(root),
         options=checked,
         reencode=cfg.to_dict() if cfg else None,
-        fingerprint=_fingerprint_dir(root),
+        fingerprint=fingerprint,
     )
 
 
@@ -514,7 +363,11 @@ def prepare_local(
     cache_dir: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Any:
-    """Prepare (or reuse from the cache) a local copy of source ``name``; see :func:`hubdet.data.load_source`."""
+    """Prepare (or reuse from the cache) a local copy of source ``name``; see :func:`hubdet.data.load_source`.
+
+    The dataset carries its :class:`PreparationReport` as ``ds.report`` (also written as ``hubdet_report.json``
+    next to the cache and read back on a cached load).
+    """
     builder = make_builder(name, data_dir, reencode=reencode, cache_dir=cache_dir, **options)
     if streaming:
         ds: Any = builder.as_streaming_dataset(split=normalize_split(split) or split if split else None)
@@ -536,48 +389,5 @@ def prepare_local(
         ds = builder.as_dataset(split=chosen)
     if report.bad_files.skipped:
         logger.warning("%s: %d file(s) skipped; see the report (%s)", name, len(report.bad_files),
-                       report.path or "hubdet.data.last_report()")
-    _set_last_report(report)
+                       report.path or "dataset.report")
     return attach_report(ds, report)
-
-
-def attach_report(ds: Any, report: PreparationReport) -> Any:
-    """Set ``report`` as the ``report`` attribute of ``ds`` and, for a dict of splits, of each split."""
-    targets = [ds, *ds.values()] if isinstance(ds, dict) else [ds]
-    for target in targets:
-        target.report = report
-    return ds
-
-
-def load_source(
-    name: str,
-    data_dir: str | os.PathLike[str] | None = None,
-    split: str | None = None,
-    *,
-    repo_id: str | None = None,
-    streaming: bool = False,
-    reencode: ReencodeConfig | Mapping[str, Any] | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    **options: Any,
-) -> Any:
-    """Load source ``name`` in the hubdet schema, from a local ``data_dir`` or a Hub copy ``repo_id``.
-
-    Returns a ``datasets.DatasetDict`` (or ``Dataset`` for one ``split``; the iterable variants when
-    ``streaming``). ``reencode`` re-encodes every image of both classes the same way (a
-    :class:`~hubdet.data.debias.ReencodeConfig` or a dict of its fields). ``options`` are the source's own,
-    checked strictly. Files that cannot be used are skipped and listed in the report, available as
-    ``dataset.report``, :func:`last_report` and ``hubdet_report.json`` next to the cache.
-    """
-    if repo_id is not None:
-        if data_dir is not None:
-            raise ConfigError("give data_dir= or repo_id=, not both")
-        from hubdet.data.hub_sources import load_from_hub
-
-        return load_from_hub(name, repo_id, split, streaming=streaming, reencode=reencode, cache_dir=cache_dir,
-                             **options)
-    cls = get_source(name)
-    if data_dir is None:
-        raise ConfigError(f"source {name!r}: give data_dir= (a local copy laid out as {cls.LAYOUT}) "
-                          "or repo_id= (a copy published on the Hub)")
-    return prepare_local(name, data_dir, split, streaming=streaming, reencode=reencode, cache_dir=cache_dir,
-                         **options)

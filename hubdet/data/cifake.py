@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hubdet.data._builder import HubdetBuilder, Item, class_folder_items, find_child, register_source
-from hubdet.data.schema import FAKE, REAL
+from hubdet.data.schema import FAKE, REAL, ColumnMap
 
 #: The CIFAKE paper generated its fakes with Stable Diffusion v1.4.
 FAKE_GENERATOR = "stable-diffusion-v1.4"
@@ -19,6 +19,8 @@ class Cifake(HubdetBuilder):
     """Reads ``train/{REAL,FAKE}`` and ``test/{REAL,FAKE}`` (folder names in any case)."""
 
     LAYOUT = "train/{REAL,FAKE}/*.jpg and test/{REAL,FAKE}/*.jpg"
+    # Hub copies: ``image`` + ``label`` ClassLabel named FAKE/REAL (imagefolder of train/{REAL,FAKE})
+    HUB_COLUMNS = ColumnMap(fake_generator=FAKE_GENERATOR)
     HOMEPAGE = "https://www.kaggle.com/datasets/birdy654/cifake-real-and-ai-generated-synthetic-images"
     CITATION = "Bird, J.J. and Lotfi, A., 2024. CIFAKE: Image Classification and Explainable Identification of " \
                "AI-Generated Synthetic Images. IEEE Access."

@@ -30,7 +30,7 @@ from hubdet.data._builder import (
     rel,
 )
 from hubdet.data.imageio import is_image_file
-from hubdet.data.schema import FAKE, REAL
+from hubdet.data.schema import FAKE, REAL, ColumnMap
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class DeepfakeArt(HubdetBuilder):
     """Reads the inpainting records (original + inpainting + mask) or seed 000's Train/Test/{Real,Fake}."""
 
     LAYOUT = "[similar/]inpainting/<id>/{original,inpainting,mask}.* (or Train|Test/{Real,Fake})"
+    HUB_COLUMNS = ColumnMap(fake_generator=GENERATOR)
     HOMEPAGE = "https://github.com/h-aboutalebi/DeepfakeArt"
     CITATION = "Aboutalebi, H., Mao, D., Xu, C. and Wong, A., 2023. DeepfakeArt Challenge: A Benchmark Dataset " \
                "for Generative AI Art Forgery and Data Poisoning Detection. arXiv:2306.01272."

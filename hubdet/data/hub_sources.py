@@ -1,11 +1,12 @@
 """Copies of the sources published on the Hub: load with ``datasets.load_dataset`` and map into the hubdet schema.
 
-Each source has a :class:`ColumnMap` (which columns hold the image, the label, ...; what generator its fakes
-come from); sources without one use the generic map, which takes the first ``Image`` column (or a column named
-``image``/``img``/...) and the first ``ClassLabel`` column (or one named ``label``/``class``/...). Label values
-are read by name (``REAL``/``FAKE``, ``real``/``fake``, ``0_real``, ``ai``/``nature`` ...), ``label_map=``
+Each source's builder declares a :class:`~hubdet.data.schema.ColumnMap` as ``HUB_COLUMNS`` (which columns hold the
+image, the label, ...; what generator its fakes come from); the generic default takes the first ``Image`` column (or
+a column named ``image``/``img``/...) and the first ``ClassLabel`` column (or one named ``label``/``class``/...).
+Label values are read by name (``REAL``/``FAKE``, ``real``/``fake``, ``0_real``, ``ai``/``nature`` ...), ``label_map=``
 overrides them. Options name columns explicitly when the guess is wrong. Rows whose image is unusable are
-skipped and listed in the report, exactly like local preparation; images can be re-encoded the same way.
+skipped and listed in the report, exactly like local preparation; examples are assembled by the same
+:func:`~hubdet.data.example.make_example` and cached under the same kind of :func:`~hubdet.data.example.cache_key`.
 
 ``repo_id`` may also be a local folder (a parquet or imagefolder copy): ``load_dataset`` reads both, which is
 how the tests stand in for the Hub.
@@ -14,7 +15,6 @@ how the tests stand in for the Hub.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -26,43 +26,13 @@ import datasets
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import BadImageError, ConfigError, DataLayoutError
-from hubdet.data._builder import (
-    REENCODED_COLUMN,
-    PreparationReport,
-    _clip_boxes,
-    _png_bytes,
-    _set_last_report,
-    attach_report,
-    get_source,
-)
-from hubdet.data.debias import ReencodeConfig, as_reencode_config, reencode_to_bytes, rescale_boxes, resize_mask
+from hubdet.data._builder import get_source
+from hubdet.data.debias import ReencodeConfig, as_reencode_config
+from hubdet.data.example import PreparationReport, attach_report, cache_key, decode, example_features, make_example
 from hubdet.data.imageio import open_image
-from hubdet.data.schema import REAL, features, parse_label
+from hubdet.data.schema import REAL, ColumnMap, parse_label
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class ColumnMap:
-    """Where a published copy keeps each field: candidate column names, first present wins."""
-
-    image: tuple[str, ...] = ("image", "img", "picture", "pixel_values", "file", "path", "filepath")
-    label: tuple[str, ...] = ("label", "labels", "class", "target", "is_fake", "fake")
-    generator: tuple[str, ...] = ("generator", "model", "source_model")
-    boxes: tuple[str, ...] = ("boxes", "bboxes", "bbox")
-    mask: tuple[str, ...] = ("mask", "masks", "inpaint_mask")
-    fake_generator: str = "unknown"
-    real_generator: str = "natural"
-
-
-#: Per-source column maps of known Hub copies; the rest use the generic :class:`ColumnMap`.
-COLUMN_MAPS: dict[str, ColumnMap] = {
-    # CIFAKE copies on the Hub: ``image`` + ``label`` ClassLabel named FAKE/REAL (imagefolder of train/{REAL,FAKE}).
-    "cifake": ColumnMap(fake_generator="stable-diffusion-v1.4"),
-    "deepfakeart": ColumnMap(fake_generator="stable-diffusion-2-inpainting"),
-    "deepfake_faces": ColumnMap(fake_generator="dfdc"),
-    "inpaint_boxes": ColumnMap(fake_generator="deepfill-v2"),
-}
 
 
 @dataclasses.dataclass
@@ -165,61 +135,41 @@ class _RowConverter:
     def convert(self, row: Mapping[str, Any], index: int, split: str) -> dict[str, Any] | None:
         self.ran = True
         where = f"{split}[{index}]"
-        value = row[self.image_col]
         name = where
         try:
-            data, path = self._bytes(value)
+            data, path = self._bytes(row[self.image_col])
             name = f"{where} {os.path.basename(path)}" if path else where
-            img, info = open_image(data)
         except BadImageError as exc:
             self.report.bad_files.add(name, exc.reason)
             return None
         except OSError as exc:
             self.report.bad_files.add(name, f"cannot read image ({exc})")
             return None
+        got = decode(data, name, self.report.bad_files)
+        if got is None:
+            return None
         try:
             label = self._label(row[self.label_col], where)
         except ValueError as exc:
             self.report.bad_files.add(name, str(exc))
             return None
-        size = (img.width, img.height)
         mask = None
         if self.mask_col is not None and row.get(self.mask_col) is not None:
             try:
-                mask = resize_mask(open_image(self._bytes(row[self.mask_col])[0])[0].convert("L"), size)
+                mask = open_image(self._bytes(row[self.mask_col])[0])[0]
             except (BadImageError, OSError) as exc:
                 self.report.bad_files.add(name, f"unusable mask ({exc}); example skipped")
                 return None
-        boxes_raw = row.get(self.boxes_col) if self.boxes_col else None
-        boxes = []
-        if boxes_raw:
-            boxes_raw = [boxes_raw] if not isinstance(boxes_raw[0], (list, tuple)) else boxes_raw
-            boxes = [[float(v) for v in b] for b in boxes_raw if len(b) == 4]
-        if not boxes and mask is not None and mask.getbbox():
-            boxes = [list(map(float, mask.getbbox()))]
-        boxes = _clip_boxes(boxes, size, name)
+        boxes = row.get(self.boxes_col) if self.boxes_col else None
+        if boxes:
+            boxes = [boxes] if not isinstance(boxes[0], (list, tuple)) else boxes
+            boxes = [b for b in boxes if len(b) == 4]
         generator = (row.get(self.generator_col) if self.generator_col else None) or (
             self.real_generator if label == REAL else self.fake_generator
         )
-        example: dict[str, Any] = {}
-        if self.reencode is not None:
-            data, new_size = reencode_to_bytes(img, self.reencode)
-            boxes = rescale_boxes(boxes, size, new_size)
-            mask = resize_mask(mask, new_size) if mask is not None else None
-            example[REENCODED_COLUMN] = self.reencode.describe()
-        example.update({
-            "image": {"bytes": data, "path": None},
-            "label": label,
-            "boxes": boxes,
-            "mask": {"bytes": _png_bytes(mask), "path": None} if mask is not None else None,
-            "generator": str(generator),
-            "source": self.source,
-            "orig_format": info.format or "",
-            "orig_jpeg_quality": info.jpeg_quality if info.jpeg_quality is not None else -1,
-            "orig_width": info.width,
-            "orig_height": info.height,
-            "file": os.path.basename(path) if path else where,
-        })
+        example = make_example(data, *got, label=label, generator=generator, source=self.source,
+                               file=os.path.basename(path) if path else where, boxes=boxes, mask=mask,
+                               boxes_from_mask=True, reencode=self.reencode)
         self.report.count(split, label)
         return example
 
@@ -264,11 +214,14 @@ def load_from_hub(
     cache_dir: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Any:
-    """Load a published copy of source ``name`` from ``repo_id`` (or a local folder) in the hubdet schema."""
-    get_source(name)  # unknown source names raise with suggestions
+    """Load a published copy of source ``name`` from ``repo_id`` (or a local folder) in the hubdet schema.
+
+    The dataset carries its :class:`~hubdet.data.example.PreparationReport` as ``ds.report``.
+    """
+    cls = get_source(name)  # unknown source names raise with suggestions
     opts = HubOptions.from_dict(dict(options), where=f"{name} (Hub copy) options")
     cfg = as_reencode_config(reencode)
-    cmap = COLUMN_MAPS.get(name, ColumnMap())
+    cmap = cls.HUB_COLUMNS
     report = PreparationReport(source=name, repo_id=repo_id, reencode=cfg.describe() if cfg else None)
     try:
         loaded = datasets.load_dataset(
@@ -279,17 +232,14 @@ def load_from_hub(
         if split is not None and "split" in str(exc).lower():
             raise ConfigError(f"{repo_id}: {exc}") from None
         raise
-    out_features = features()
-    if cfg is not None:
-        out_features[REENCODED_COLUMN] = datasets.Value("string")
-    key = json.dumps({"name": name, "opts": opts.to_dict(), "reencode": cfg.to_dict() if cfg else None,
-                      "code": _code_version()}, sort_keys=True)
+    out_features = example_features(cfg)
     conv_args = (name, cmap, opts, cfg, report)
 
     def one(ds: Any, split_name: str) -> Any:
         fp = None
         if isinstance(ds, datasets.Dataset):
-            fp = hashlib.sha256(f"{ds._fingerprint}{key}{split_name}".encode()).hexdigest()[:16]
+            fp = cache_key(cls, __name__, options=opts.to_dict(), reencode=cfg,
+                           data=f"{repo_id}\0{ds._fingerprint}\0{split_name}")
         mapped, conv = _map_split(ds, split_name, conv_args, out_features, fp)
         if isinstance(mapped, datasets.Dataset) and mapped.cache_files:
             path = Path(mapped.cache_files[0]["filename"]).parent / f"hubdet_report-{fp}.json"
@@ -304,13 +254,8 @@ def load_from_hub(
     else:
         result = one(loaded, split or "train")
     if report.bad_files.skipped:
-        logger.warning("%s: %d row(s) skipped; see the report", repo_id, len(report.bad_files))
-    _set_last_report(report)
+        logger.warning("%s: %d row(s) skipped; see the report (dataset.report)", repo_id, len(report.bad_files))
     return attach_report(result, report)
-
-
-def _code_version() -> str:
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 
 
 def _save_part(path: Path, split: str, report: PreparationReport) -> None:

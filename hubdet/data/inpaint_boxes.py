@@ -17,9 +17,11 @@ from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError, DataLayoutError
 from hubdet.data._builder import HubdetBuilder, Item, iter_files, normalize_split, register_source, rel, split_items
 from hubdet.data.imageio import is_image_file
-from hubdet.data.schema import REAL, parse_label
+from hubdet.data.schema import REAL, ColumnMap, parse_label
 
 _BOX = ("xmin", "ymin", "xmax", "ymax")
+#: Seed 001 inpainted its images with DeepFillv2.
+GENERATOR = "deepfill-v2"
 
 
 @dataclasses.dataclass
@@ -30,7 +32,7 @@ class InpaintBoxesOptions(StrictConfig):
     csv_file: str | None = None
     split_sizes: tuple[float, float, float] = (25000, 5000, 6500)
     seed: int = 0
-    generator: str = "deepfill-v2"
+    generator: str = GENERATOR
 
     def validate(self) -> None:
         if any(s < 0 for s in self.split_sizes) or sum(self.split_sizes) <= 0:
@@ -42,6 +44,7 @@ class InpaintBoxes(HubdetBuilder):
     """Reads images + ``id,label,xmin,ymin,xmax,ymax`` CSV (seed 001)."""
 
     LAYOUT = "images + one CSV with id,label,xmin,ymin,xmax,ymax[,split]"
+    HUB_COLUMNS = ColumnMap(fake_generator=GENERATOR)
     OPTIONS = InpaintBoxesOptions
     options: InpaintBoxesOptions
 

@@ -355,7 +355,7 @@ def _load_patchmatch() -> Any:
 
 
 #: Factories keyed by backend name; a factory takes keyword options and returns an :class:`Inpainter`.
-INPAINTERS: Registry[Callable[..., Inpainter]] = Registry("inpainter")
+INPAINTERS: Registry[Callable[..., Inpainter]] = Registry("inpainter", lister="hubdet.data.list_inpainters()")
 
 
 def register_inpainter(name: str, factory: Callable[..., Inpainter]) -> Callable[..., Inpainter]:

@@ -26,7 +26,10 @@ from hubdet.data._builder import (
     split_items,
 )
 from hubdet.data.imageio import is_image_file
-from hubdet.data.schema import FAKE, REAL, parse_label
+from hubdet.data.schema import FAKE, REAL, ColumnMap, parse_label
+
+#: The fakes of deepfake_faces are face crops of the DFDC challenge's videos.
+FACES_GENERATOR = "dfdc"
 
 
 @register_source("deepfake_and_real_images")
@@ -78,6 +81,7 @@ class DeepfakeFaces(HubdetBuilder):
     """Reads ``faces_224/*.jpg`` labelled by ``metadata.csv``; balances and splits deterministically."""
 
     LAYOUT = "faces_224/*.jpg + metadata.csv (videoname, label REAL/FAKE, ...)"
+    HUB_COLUMNS = ColumnMap(fake_generator=FACES_GENERATOR)
     HOMEPAGE = "https://www.kaggle.com/datasets/dagnelies/deepfake-faces"
     OPTIONS = DeepfakeFacesOptions
     options: DeepfakeFacesOptions
@@ -106,7 +110,7 @@ class DeepfakeFaces(HubdetBuilder):
                 if not path.is_file():
                     bad.add(rel(path, data_dir), f"listed in metadata.csv (line {line}) but the file does not exist")
                     continue
-                items.append(Item(path=path, label=label, generator="natural" if label == REAL else "dfdc",
+                items.append(Item(path=path, label=label, generator="natural" if label == REAL else FACES_GENERATOR,
                                   file=rel(path, data_dir)))
         for path in sorted(faces.iterdir()):
             if path.is_file() and not path.name.startswith(".") and path.name not in listed:

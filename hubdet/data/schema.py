@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import datasets
@@ -49,3 +50,20 @@ def parse_label(value: Any, where: str = "") -> int:
     if text in {"1", "fake", "1_fake", "ai", "synthetic", "generated", "inpainted", "forged", "manipulated"}:
         return FAKE
     raise ValueError(f"{where}: cannot read label {value!r} as real or fake" if where else f"bad label {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnMap:
+    """Where a published copy of a source keeps each field: candidate column names, first present wins.
+
+    Each source declares its own as ``HUB_COLUMNS`` on its builder class (the generic default finds the usual
+    names); ``fake_generator``/``real_generator`` fill ``generator`` when the copy has no such column.
+    """
+
+    image: tuple[str, ...] = ("image", "img", "picture", "pixel_values", "file", "path", "filepath")
+    label: tuple[str, ...] = ("label", "labels", "class", "target", "is_fake", "fake")
+    generator: tuple[str, ...] = ("generator", "model", "source_model")
+    boxes: tuple[str, ...] = ("boxes", "bboxes", "bbox")
+    mask: tuple[str, ...] = ("mask", "masks", "inpaint_mask")
+    fake_generator: str = "unknown"
+    real_generator: str = "natural"

@@ -1,5 +1,6 @@
-"""Evaluation: metrics (plain functions and local ``evaluate`` modules), the robustness protocol, benchmark
-suites, versioned results, cross-dataset matrices and the leaderboard.
+"""Evaluation: the one metric table (:mod:`hubdet.eval.metric_table`; plain functions and local ``evaluate``
+modules underneath), the robustness protocol, benchmark suites, versioned results, cross-dataset matrices and the
+leaderboard.
 
 ``evaluate(model, source, data_dir, ...)`` returns one versioned result dict (see :mod:`hubdet.eval.results`).
 Attributes are imported lazily so that ``hubdet --help`` does not pay for torch, datasets or scikit-learn.
@@ -22,6 +23,15 @@ _LAZY = {
     "binary_metrics": "hubdet.eval.metrics",
     "box_metrics": "hubdet.eval.metrics",
     "pixel_metrics": "hubdet.eval.metrics",
+    "METRICS": "hubdet.eval.metric_table",
+    "Metric": "hubdet.eval.metric_table",
+    "Records": "hubdet.eval.metric_table",
+    "compute_metrics": "hubdet.eval.metric_table",
+    "get_metric": "hubdet.eval.metric_table",
+    "metric_direction": "hubdet.eval.metric_table",
+    "metric_names": "hubdet.eval.metric_table",
+    "model_kinds": "hubdet.eval.metric_table",
+    "predict_records": "hubdet.eval.runner",
     "PROTOCOL": "hubdet.eval.robustness",
     "Perturbation": "hubdet.eval.robustness",
     "apply_perturbation": "hubdet.eval.robustness",

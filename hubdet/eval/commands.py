@@ -8,9 +8,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_SUMMARY = ("roc_auc", "average_precision", "accuracy", "f1", "eer", "tpr_at_1pct_fpr", "ece", "mean_iou",
-            "hit_rate@0.55")
-
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``evaluate``, ``cross-eval`` and ``leaderboard`` to the ``hubdet`` command."""
@@ -98,12 +95,14 @@ def _fmt(v: Any) -> str:
 
 def summary_table(results: Sequence[Mapping[str, Any]]) -> str:
     """Markdown: one row per model x source x perturbation, with the drop of the primary metric."""
-    keys = [k for k in _SUMMARY if any(k in r["metrics"] for r in results)]
+    from hubdet.eval.metric_table import DEFAULT_PRIMARY, metric_names
+
+    keys = [k for k in metric_names(headline=True) if any(k in r["metrics"] for r in results)]
     head = ["model", "source", "split", "perturbation", *keys, "drop", "n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         model = r["model"]["id"] + (" (random init)" if r["model"].get("random_init") else "")
-        primary = r.get("primary_metric", "roc_auc")
+        primary = r.get("primary_metric", DEFAULT_PRIMARY)
         rows = [("clean", r["metrics"], None)]
         rows += [(name, p["metrics"], p["drop"].get(primary)) for name, p in r.get("perturbations", {}).items()]
         for name, m, drop in rows:

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubdet._core.errors import UnknownNameError
-
 logger = logging.getLogger(__name__)
 
 
@@ -103,13 +101,11 @@ def cross_evaluate(
     Each source is loaded once and shared by the models. Rows with the same training source are disambiguated
     with the model name.
     """
-    from hubdet.eval.metrics import BINARY_KEYS
+    from hubdet.eval.metric_table import DEFAULT_PRIMARY, get_metric
     from hubdet.eval.runner import evaluate_detector, load_eval_data, load_model
-    from hubdet.eval.suites import KNOWN_METRICS
 
-    if metric not in KNOWN_METRICS:
-        raise UnknownNameError(f"unknown metric {metric!r}; known: {sorted(KNOWN_METRICS)}")
-    primary = metric if metric in BINARY_KEYS else "roc_auc"
+    kind = get_metric(metric).kind  # unknown names raise with suggestions
+    primary = metric if kind == "binary" else DEFAULT_PRIMARY
 
     specs = [s if isinstance(s, SourceSpec) else SourceSpec.parse(s) if isinstance(s, str) else SourceSpec(**s)
              for s in sources]

@@ -28,14 +28,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hubdet.eval.metric_table import DEFAULT_PRIMARY, get_metric, metric_direction, metric_names
 from hubdet.eval.results import ResultError, read_result_file, validate_result
-from hubdet.eval.suites import KNOWN_METRICS, LOWER_IS_BETTER
 
 logger = logging.getLogger(__name__)
 
 REQUEST_STATUSES = ("PENDING", "RUNNING", "FINISHED", "FAILED")
-TABLE_METRICS = ("roc_auc", "average_precision", "accuracy", "f1", "eer", "tpr_at_1pct_fpr", "ece", "mean_iou",
-                 "hit_rate@0.55")
+#: The metric columns of the table: the metric table's headline metrics.
+TABLE_METRICS = tuple(metric_names(headline=True))
 META = "_meta"
 
 
@@ -115,8 +115,8 @@ def _mean_drop(result: Mapping[str, Any], metric: str) -> float | None:
 
 def default_metric(results: Sequence[Mapping[str, Any]]) -> str:
     """The results' common primary metric, else ``roc_auc``."""
-    primaries = {r.get("primary_metric", "roc_auc") for r in results}
-    return primaries.pop() if len(primaries) == 1 else "roc_auc"
+    primaries = {r.get("primary_metric", DEFAULT_PRIMARY) for r in results}
+    return primaries.pop() if len(primaries) == 1 else DEFAULT_PRIMARY
 
 
 def perturbations_of(results: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -144,13 +144,13 @@ def leaderboard_table(
     perturbation name; results without it are left out); ``suite``: keep results of that suite name. Each row
     has rank, model, revision, family, source, split, perturbation, the ranked metric, the usual metrics,
     ``mean_drop`` (mean drop of the ranked metric over the result's perturbations), n, pinned, suite, date.
-    ``eer`` and ``ece`` rank ascending (lower is better).
+    The direction comes from the metric table (``eer``, ``ece``, ``loss`` rank ascending: lower is better).
     """
     metric = metric or default_metric(results)
-    if metric not in KNOWN_METRICS:
+    if not get_metric(metric).scored:  # unknown names raise with suggestions
         from hubdet._core.errors import UnknownNameError
 
-        raise UnknownNameError(f"unknown metric {metric!r}; known: {sorted(KNOWN_METRICS)}")
+        raise UnknownNameError(f"{metric!r} is a count, not a score: rank by one of {metric_names(scored=True)}")
     wanted = {source} if isinstance(source, str) else set(source) if source else None
     rows: list[dict[str, Any]] = []
     for r in results:
@@ -181,7 +181,7 @@ def leaderboard_table(
                    suite=f"{r['suite']['name']}@{r['suite']['version']}" if r.get("suite") else "",
                    date=r.get("date", ""), file=meta.get("file", ""))
         rows.append(row)
-    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+    sign = 1.0 if metric_direction(metric) == "lower" else -1.0
     rows.sort(key=lambda x: (x["value"] is None, sign * (x["value"] or 0.0), str(x["model"])))
     for i, row in enumerate(rows, 1):
         row["rank"] = i

@@ -1,8 +1,8 @@
-"""Plain metric functions (scikit-learn and torchvision underneath); the ``evaluate`` modules delegate here.
+"""The metric functions underneath :mod:`hubdet.eval.metric_table` (scikit-learn and torchvision), and its
+per-kind entry points ``binary_metrics``/``box_metrics``/``pixel_metrics`` that the ``evaluate`` modules wrap.
 
-Every function returns a JSON-ready ``dict`` of Python floats/ints. A metric that is undefined for the inputs
-(ROC-AUC with one class only, mean IoU with no true box ...) is ``None``, never ``NaN``, so result files stay
-valid JSON and a missing class never crashes an evaluation.
+A metric that is undefined for the inputs (ROC-AUC with one class only, mean IoU with no true box ...) is
+``None``, never ``NaN``, so result files stay valid JSON and a missing class never crashes an evaluation.
 """
 
 from __future__ import annotations
@@ -17,17 +17,11 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: IoU thresholds of the box hit rates: 0.5 (PASCAL VOC) and 0.55 (seed 001's "successful prediction").
-HIT_RATE_IOUS: tuple[float, ...] = (0.5, 0.55)
 #: Bins of the expected calibration error and the reliability diagram (equal width on [0, 1]).
 ECE_BINS = 15
 #: False-positive rate at which the TPR is reported.
 LOW_FPR = 0.01
 
-BINARY_KEYS = (
-    "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "tpr_at_1pct_fpr", "ece",
-    "n", "n_real", "n_fake", "threshold", "confusion_matrix",
-)
 
 
 def _as_1d(values: Any, name: str, dtype: Any) -> np.ndarray:
@@ -37,7 +31,7 @@ def _as_1d(values: Any, name: str, dtype: Any) -> np.ndarray:
     return arr
 
 
-def _check_binary_inputs(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
+def check_binary_inputs(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
     y = _as_1d(labels, "labels", np.float64)
     p = _as_1d(probs, "probs", np.float64)
     if y.shape != p.shape:
@@ -52,7 +46,7 @@ def _check_binary_inputs(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarra
     return y.astype(np.int64), p
 
 
-def _float_or_none(x: Any) -> float | None:
+def float_or_none(x: Any) -> float | None:
     if x is None:
         return None
     x = float(x)
@@ -63,7 +57,7 @@ def equal_error_rate(labels: Any, probs: Any) -> float | None:
     """The rate where the false-positive and false-negative rates are equal (interpolated on the ROC curve)."""
     from sklearn.metrics import roc_curve
 
-    y, p = _check_binary_inputs(labels, probs)
+    y, p = check_binary_inputs(labels, probs)
     if len(np.unique(y)) < 2:
         return None
     fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
@@ -81,7 +75,7 @@ def tpr_at_fpr(labels: Any, probs: Any, max_fpr: float = LOW_FPR) -> float | Non
     """The highest true-positive rate among operating points with a false-positive rate <= ``max_fpr``."""
     from sklearn.metrics import roc_curve
 
-    y, p = _check_binary_inputs(labels, probs)
+    y, p = check_binary_inputs(labels, probs)
     if len(np.unique(y)) < 2:
         return None
     fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
@@ -93,7 +87,7 @@ def calibration_bins(labels: Any, probs: Any, n_bins: int = ECE_BINS) -> dict[st
     fraction and the count (bins as in ``sklearn.calibration.calibration_curve(strategy="uniform")``)."""
     from sklearn.calibration import calibration_curve
 
-    y, p = _check_binary_inputs(labels, probs)
+    y, p = check_binary_inputs(labels, probs)
     if y.size == 0:
         return {"prob_pred": [], "prob_true": [], "count": []}
     with warnings.catch_warnings():
@@ -114,52 +108,6 @@ def expected_calibration_error(labels: Any, probs: Any, n_bins: int = ECE_BINS) 
         return None
     triples = zip(bins["count"], bins["prob_true"], bins["prob_pred"], strict=True)
     return float(sum(c / total * abs(t - q) for c, t, q in triples))
-
-
-def binary_metrics(labels: Any, probs: Any, threshold: float = 0.5) -> dict[str, Any]:
-    """Real-vs-fake metrics of calibrated fake probabilities ``probs`` against ``labels`` (0 real, 1 fake).
-
-    Threshold metrics (accuracy, precision, recall, F1, confusion matrix ``[[tn, fp], [fn, tp]]``) predict fake
-    when ``prob >= threshold``. Ranking metrics (``roc_auc``, ``average_precision``, ``eer``,
-    ``tpr_at_1pct_fpr``) are ``None`` when only one class is present; everything is ``None`` for no examples.
-    """
-    from sklearn.metrics import (
-        accuracy_score,
-        average_precision_score,
-        confusion_matrix,
-        precision_recall_fscore_support,
-        roc_auc_score,
-    )
-
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    y, p = _check_binary_inputs(labels, probs)
-    n_fake = int(y.sum())
-    out: dict[str, Any] = dict.fromkeys(BINARY_KEYS)
-    out.update(n=int(y.size), n_real=int(y.size - n_fake), n_fake=n_fake, threshold=float(threshold))
-    if y.size == 0:
-        return out
-    pred = (p >= threshold).astype(np.int64)
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        y, pred, average="binary", pos_label=1, zero_division=0
-    )
-    cm = confusion_matrix(y, pred, labels=[0, 1])
-    out.update(
-        accuracy=float(accuracy_score(y, pred)),
-        precision=float(precision),
-        recall=float(recall),
-        f1=float(f1),
-        confusion_matrix=cm.astype(int).tolist(),
-        ece=expected_calibration_error(y, p),
-    )
-    if 0 < n_fake < y.size:
-        out.update(
-            roc_auc=_float_or_none(roc_auc_score(y, p)),
-            average_precision=_float_or_none(average_precision_score(y, p)),
-            eer=equal_error_rate(y, p),
-            tpr_at_1pct_fpr=tpr_at_fpr(y, p, LOW_FPR),
-        )
-    return out
 
 
 # --------------------------------------------------------------------------- boxes
@@ -210,40 +158,11 @@ def box_ious(pred_boxes: Sequence[Any], true_boxes: Sequence[Any]) -> list[float
     return out
 
 
-def box_metrics(
-    pred_boxes: Sequence[Any], true_boxes: Sequence[Any], has_box: Sequence[bool] | None = None
-) -> dict[str, Any]:
-    """Localisation metrics over the images with a true box.
-
-    ``pred_boxes[i]``/``true_boxes[i]``: ``None``, one ``[xmin, ymin, xmax, ymax]`` or a list of them, in the
-    same pixel frame (hubdet predictions are in ORIGINAL pixels, like the dataset's ``boxes``). ``has_box``
-    (default: the true box list is non-empty) selects the images that count; an image that counts but has no
-    predicted box scores IoU 0. Returns ``mean_iou``, ``median_iou``, ``hit_rate@0.5``, ``hit_rate@0.55``
-    (fraction with IoU >= threshold; 0.55 is seed 001's success criterion), ``n_boxes``.
-    """
-    if has_box is not None and len(has_box) != len(true_boxes):
-        raise ValueError(f"has_box and true_boxes differ in length ({len(has_box)} vs {len(true_boxes)})")
-    ious = box_ious(pred_boxes, true_boxes)
-    keep = [
-        iou for i, iou in enumerate(ious)
-        if iou is not None and (has_box is None or bool(has_box[i]))
-    ]
-    out: dict[str, Any] = {"mean_iou": None, "median_iou": None, "n_boxes": len(keep)}
-    for thr in HIT_RATE_IOUS:
-        out[f"hit_rate@{thr:g}"] = None
-    if keep:
-        arr = np.asarray(keep)
-        out["mean_iou"] = float(arr.mean())
-        out["median_iou"] = float(np.median(arr))
-        for thr in HIT_RATE_IOUS:
-            out[f"hit_rate@{thr:g}"] = float((arr >= thr - 1e-12).mean())
-    return out
-
-
 # --------------------------------------------------------------------------- pixels
 
 
-def _mask_array(mask: Any, where: str, threshold: float) -> np.ndarray:
+def mask_scores(mask: Any, where: str) -> np.ndarray:
+    """A mask (2-D array, tensor or PIL image; bool, [0, 1] or 0-255) as a float array in [0, 1]."""
     if hasattr(mask, "detach"):
         mask = mask.detach().cpu().numpy()
     if hasattr(mask, "convert") and hasattr(mask, "size"):  # PIL image
@@ -253,55 +172,89 @@ def _mask_array(mask: Any, where: str, threshold: float) -> np.ndarray:
         arr = arr.squeeze()
     if arr.ndim != 2:
         raise ValueError(f"{where}: a mask is a 2-D array, got shape {arr.shape}")
-    if arr.dtype == bool:
-        return arr
     arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{where}: mask has NaN/inf values")
     if arr.size and arr.max() > 1.0:
         arr = arr / 255.0
-    return arr >= threshold
+    return arr
+
+
+def mask_f1_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Pixel F1 and IoU of two boolean masks (both empty: perfect agreement, 1.0)."""
+    tp, fp, fn = int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 1.0
+    iou = tp / (tp + fp + fn) if (tp + fp + fn) else 1.0
+    return f1, iou
+
+
+def best_threshold_f1(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The highest pixel F1 of ``scores >= t`` over every threshold ``t`` (including predicting nothing)."""
+    s = scores.ravel()
+    t = truth.ravel()
+    positives = int(t.sum())
+    best = 1.0 if positives == 0 else 0.0  # threshold above every score: nothing predicted
+    if s.size == 0:
+        return best
+    order = np.argsort(-s, kind="stable")
+    s, t = s[order], t[order]
+    tp = np.cumsum(t)
+    fp = np.cumsum(~t)
+    cut = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # last pixel of each run of equal scores
+    f1 = 2 * tp[cut] / (tp[cut] + fp[cut] + positives)
+    return float(max(best, f1.max()))
+
+
+# --------------------------------------------------------------------------- the table's functions, by kind
+# (kept for the ``evaluate`` modules and callers with plain lists; the definitions are in metric_table)
+
+
+def binary_metrics(labels: Any, probs: Any, threshold: float = 0.5) -> dict[str, Any]:
+    """The ``binary`` metrics of :mod:`hubdet.eval.metric_table` for calibrated fake probabilities ``probs``
+    against ``labels`` (0 real, 1 fake); fake is predicted when ``prob >= threshold``."""
+    from hubdet.eval.metric_table import Records, compute_metrics
+
+    y, p = check_binary_inputs(labels, probs)
+    return compute_metrics(Records(labels=y.tolist(), probs=p.tolist()), threshold=threshold, kinds=("binary",))
+
+
+def box_metrics(
+    pred_boxes: Sequence[Any], true_boxes: Sequence[Any], has_box: Sequence[bool] | None = None
+) -> dict[str, Any]:
+    """The ``boxes`` metrics of :mod:`hubdet.eval.metric_table` over the images with a true box.
+
+    ``pred_boxes[i]``/``true_boxes[i]``: ``None``, one ``[xmin, ymin, xmax, ymax]`` or a list of them, in the
+    same pixel frame. ``has_box`` (default: the true box list is non-empty) selects the images that count; an
+    image that counts but has no predicted box scores IoU 0.
+    """
+    from hubdet.eval.metric_table import Records, compute_metrics
+
+    if len(pred_boxes) != len(true_boxes):
+        raise ValueError(f"pred_boxes and true_boxes differ in length ({len(pred_boxes)} vs {len(true_boxes)})")
+    if has_box is not None:
+        if len(has_box) != len(true_boxes):
+            raise ValueError(f"has_box and true_boxes differ in length ({len(has_box)} vs {len(true_boxes)})")
+        true_boxes = [t if keep else None for t, keep in zip(true_boxes, has_box, strict=True)]
+    return compute_metrics(Records(pred_boxes=list(pred_boxes), true_boxes=list(true_boxes)), threshold=0.5,
+                           kinds=("boxes",))
 
 
 def pixel_metrics(pred_masks: Sequence[Any], true_masks: Sequence[Any], threshold: float = 0.5) -> dict[str, Any]:
-    """Pixel-level localisation of manipulated regions.
+    """The ``masks`` metrics of :mod:`hubdet.eval.metric_table`: per-image pixel F1/IoU at ``threshold`` and at
+    each image's best threshold, averaged. A ``None`` true mask skips the image; a ``None`` prediction counts as
+    all-authentic."""
+    from hubdet.eval.metric_table import Records, compute_metrics
 
-    Masks are 2-D arrays, tensors or PIL images (white / >= ``threshold`` = manipulated); a ``None`` true mask
-    skips the image, a ``None`` predicted mask counts as all-authentic. Returns pooled ``pixel_f1`` and
-    ``pixel_iou`` (over all pixels of the counted images), the per-image means ``pixel_f1_mean`` and
-    ``pixel_iou_mean``, and ``n_masks``. Pixel counts are summed with numpy (scikit-learn on millions of
-    pixels is slow); tests check them against ``sklearn.metrics.f1_score``/``jaccard_score``.
-    """
     if len(pred_masks) != len(true_masks):
         raise ValueError(f"pred_masks and true_masks differ in length ({len(pred_masks)} vs {len(true_masks)})")
-    tp = fp = fn = 0
-    f1s: list[float] = []
-    ious: list[float] = []
-    for i, (pm, tm) in enumerate(zip(pred_masks, true_masks, strict=True)):
-        if tm is None:
-            continue
-        t = _mask_array(tm, f"true_masks[{i}]", 0.5)
-        q = np.zeros_like(t) if pm is None else _mask_array(pm, f"pred_masks[{i}]", threshold)
-        if q.shape != t.shape:
-            raise ValueError(f"pred_masks[{i}]: shape {q.shape} differs from the true mask's {t.shape}")
-        a, b, c = int((q & t).sum()), int((q & ~t).sum()), int((~q & t).sum())
-        tp, fp, fn = tp + a, fp + b, fn + c
-        denom_f1, denom_iou = 2 * a + b + c, a + b + c
-        f1s.append(2 * a / denom_f1 if denom_f1 else 1.0)  # both empty: perfect agreement
-        ious.append(a / denom_iou if denom_iou else 1.0)
-    out: dict[str, Any] = {"pixel_f1": None, "pixel_iou": None, "pixel_f1_mean": None, "pixel_iou_mean": None,
-                           "n_masks": len(f1s)}
-    if f1s:
-        out["pixel_f1"] = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 1.0
-        out["pixel_iou"] = tp / (tp + fp + fn) if (tp + fp + fn) else 1.0
-        out["pixel_f1_mean"] = float(np.mean(f1s))
-        out["pixel_iou_mean"] = float(np.mean(ious))
-    return out
-
+    return compute_metrics(Records(pred_masks=list(pred_masks), true_masks=list(true_masks)), threshold=0.5,
+                           kinds=("masks",), pixel_threshold=threshold)
 
 def roc_points(labels: Any, probs: Any) -> dict[str, list[float]] | None:
     """``fpr``/``tpr`` of the ROC curve (for plots), ``None`` with one class."""
     from sklearn.metrics import roc_curve
 
-    y, p = _check_binary_inputs(labels, probs)
+    y, p = check_binary_inputs(labels, probs)
     if len(np.unique(y)) < 2:
         return None
     fpr, tpr, _ = roc_curve(y, p)

@@ -30,6 +30,7 @@ from typing import Any
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError, HubdetError
+from hubdet.eval.metric_table import DEFAULT_PRIMARY
 
 PROTOCOL_VERSION = 1
 SCHEMA_NAME = "hubdet-eval-result"
@@ -135,7 +136,7 @@ class EvalResult(StrictConfig):
     date: str
     hubdet_version: str
     schema: str = SCHEMA_NAME
-    primary_metric: str = "roc_auc"
+    primary_metric: str = DEFAULT_PRIMARY
     suite: SuiteRef | None = None
     per_generator: dict[str, Any] = dataclasses.field(default_factory=dict)
     per_source: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from PIL import Image, ImageFilter
@@ -23,10 +23,6 @@ from hubdet._core.errors import ConfigError, UnknownNameError
 
 Kind = Literal["none", "jpeg", "blur", "jitter", "downscale"]
 
-#: Metrics whose drop is reported (higher is better for all of them but eer and ece, reported as increases).
-DROP_METRICS: tuple[str, ...] = (
-    "accuracy", "f1", "roc_auc", "average_precision", "eer", "tpr_at_1pct_fpr", "ece", "mean_iou", "hit_rate@0.55",
-)
 
 
 @dataclasses.dataclass
@@ -158,22 +154,3 @@ def apply_perturbation(img: Image.Image, p: Perturbation, *, key: str = "") -> I
         out = TF.adjust_saturation(out, s)
         return TF.adjust_hue(out, h)
     raise ConfigError(f"perturbation {p.name!r}: unknown kind {p.kind!r}")  # pragma: no cover - validated
-
-
-def metric_drops(clean: Mapping[str, Any], perturbed: Mapping[str, Any],
-                 keys: Sequence[str] = DROP_METRICS) -> dict[str, float | None]:
-    """``clean - perturbed`` for each metric present in both (``None`` where either is undefined).
-
-    A positive drop means the perturbation hurt, except for ``eer`` and ``ece`` (lower is better) where the
-    drop is ``perturbed - clean`` so that positive still means worse.
-    """
-    out: dict[str, float | None] = {}
-    for k in keys:
-        if k not in clean and k not in perturbed:
-            continue
-        a, b = clean.get(k), perturbed.get(k)
-        if a is None or b is None:
-            out[k] = None
-        else:
-            out[k] = float(b - a) if k in ("eer", "ece") else float(a - b)
-    return out

@@ -16,14 +16,13 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hubdet._core.files import sha256_file
-from hubdet.eval.metrics import binary_metrics, box_metrics, pixel_metrics
+from hubdet.eval.metric_table import DEFAULT_PRIMARY, Kind, Records, compute_metrics, metric_drops, model_kinds
 from hubdet.eval.results import PROTOCOL_VERSION, SCHEMA_NAME, DatasetInfo, ModelInfo, validate_result
-from hubdet.eval.robustness import Perturbation, metric_drops, resolve_perturbations
+from hubdet.eval.robustness import Perturbation, resolve_perturbations
 
 logger = logging.getLogger(__name__)
 
@@ -162,45 +161,6 @@ def load_eval_data(
 # --------------------------------------------------------------------------- evaluation
 
 
-@dataclass
-class Records:
-    """Per-image outcomes of one perturbation (gathered across processes)."""
-
-    files: list[str] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    probs: list[float] = field(default_factory=list)
-    generators: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    pred_boxes: list[list[float] | None] = field(default_factory=list)
-    true_boxes: list[list[list[float]]] = field(default_factory=list)
-    pred_masks: list[Any] = field(default_factory=list)  # only for detectors with ``predicts_masks``
-    true_masks: list[Any] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def rows(self) -> list[tuple[Any, ...]]:
-        masks = (zip(self.pred_masks, self.true_masks, strict=True) if self.true_masks
-                 else [(None, None)] * len(self.files))
-        return [(*row, pm, tm) for row, (pm, tm) in zip(
-            zip(self.files, self.labels, self.probs, self.generators, self.sources, self.pred_boxes,
-                self.true_boxes, strict=True), masks, strict=True)]
-
-    @classmethod
-    def from_rows(cls, rows: Iterable[Sequence[Any]], seconds: float = 0.0) -> Records:
-        rec = cls(seconds=seconds)
-        for f, y, p, g, s, pb, tb, *masks in rows:
-            rec.files.append(f)
-            rec.labels.append(int(y))
-            rec.probs.append(float(p))
-            rec.generators.append(g)
-            rec.sources.append(s)
-            rec.pred_boxes.append(pb)
-            rec.true_boxes.append(tb)
-            if masks:
-                rec.pred_masks.append(masks[0])
-                rec.true_masks.append(masks[1])
-        return rec
-
-
 def _distributed() -> Any | None:
     """An ``Accelerator`` when launched with several processes, else ``None``."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -257,6 +217,7 @@ def run_predictions(
                 rec.files.append(files[i])
                 rec.labels.append(int(batch["label"][i]))
                 rec.probs.append(float(pred.prob))
+                rec.logits.append(float(pred.logit))
                 rec.generators.append(str((batch.get("generator") or [""] * n)[i] or "unknown"))
                 rec.sources.append(str((batch.get("source") or [""] * n)[i] or ""))
                 rec.pred_boxes.append(_rescale_box(pred.box, perturbed[i].size, images[i].size))
@@ -304,33 +265,18 @@ def _batched(rows: Iterable[Mapping[str, Any]], size: int) -> Iterable[dict[str,
         yield dict(batch)
 
 
-def compute_metrics(rec: Records, *, threshold: float, boxes: bool) -> dict[str, Any]:
-    """Binary metrics (and box metrics when the detector predicts boxes) of one set of records."""
-    metrics = binary_metrics(rec.labels, rec.probs, threshold=threshold)
-    if boxes:
-        metrics.update(box_metrics(rec.pred_boxes, rec.true_boxes))
-    if any(m is not None for m in rec.true_masks):
-        metrics.update(pixel_metrics(rec.pred_masks, rec.true_masks))
-    return metrics
-
-
-def _subset(rec: Records, idx: Sequence[int]) -> Records:
-    rows = rec.rows()
-    return Records.from_rows([rows[i] for i in idx])
-
-
-def breakdowns(rec: Records, *, threshold: float, boxes: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def breakdowns(rec: Records, *, threshold: float, kinds: Sequence[Kind]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per fake generator (its fakes against ALL reals, so ROC-AUC is defined) and per source."""
     reals = [i for i, y in enumerate(rec.labels) if y == 0]
     per_gen: dict[str, Any] = {}
     pairs = list(zip(rec.generators, rec.labels, strict=True))
     for gen in sorted({g for g, y in pairs if y == 1}):
         idx = reals + [i for i, (g, y) in enumerate(pairs) if y == 1 and g == gen]
-        per_gen[gen] = compute_metrics(_subset(rec, sorted(idx)), threshold=threshold, boxes=boxes)
+        per_gen[gen] = compute_metrics(rec.subset(sorted(idx)), threshold=threshold, kinds=kinds)
     per_src: dict[str, Any] = {}
     for src in sorted(set(rec.sources)):
         idx = [i for i, s in enumerate(rec.sources) if s == src]
-        per_src[src or "unknown"] = compute_metrics(_subset(rec, idx), threshold=threshold, boxes=boxes)
+        per_src[src or "unknown"] = compute_metrics(rec.subset(idx), threshold=threshold, kinds=kinds)
     return per_gen, per_src
 
 
@@ -341,30 +287,68 @@ def _stream_fingerprint(rec: Records) -> str:
     return "files:" + h.hexdigest()[:16]
 
 
+def predict_records(
+    detector: Any,
+    dataset: Any,
+    perturbations: Sequence[Perturbation],
+    *,
+    batch_size: int = 32,
+    accelerator: Any = None,
+) -> dict[str, Records]:
+    """:func:`run_predictions` on this process's shard of ``dataset``, gathered on every process in dataset order.
+
+    With an ``accelerator`` of several processes each evaluates a contiguous shard
+    (``datasets.distributed.split_dataset_by_node``); without one (or with one process) everything runs here.
+    The detector is moved to the accelerator's device (else the GPU when there is one) and predicts in eval mode.
+    Training's validation and test use this too, so they see exactly what ``hubdet evaluate`` sees.
+    """
+    import torch
+
+    distributed = accelerator is not None and accelerator.num_processes > 1
+    if distributed:
+        from datasets.distributed import split_dataset_by_node
+
+        dataset = split_dataset_by_node(dataset, rank=accelerator.process_index,
+                                        world_size=accelerator.num_processes)
+    device = accelerator.device if accelerator is not None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    detector.to(device)
+    records = run_predictions(detector, dataset, perturbations, batch_size=batch_size)
+    if not distributed:
+        return records
+    gathered: dict[str, Records] = {}
+    for name, rec in records.items():
+        rows = accelerator.gather_for_metrics(rec.rows(), use_gather_object=True)
+        secs = accelerator.gather_for_metrics([rec.seconds], use_gather_object=True)
+        gathered[name] = Records.from_rows(rows, seconds=max(secs))
+    return gathered
+
+
 def build_result(
     records: Mapping[str, Records],
     perturbations: Sequence[Perturbation],
     *,
     model: ModelInfo,
     dataset: DatasetInfo,
-    supports_boxes: bool,
+    kinds: Sequence[Kind],
     batch_size: int,
     device: str,
     num_processes: int = 1,
     suite: Mapping[str, str] | None = None,
-    primary_metric: str = "roc_auc",
+    primary_metric: str = DEFAULT_PRIMARY,
 ) -> dict[str, Any]:
-    """Assemble (and validate, without the pinning rule) the JSON result of one evaluation."""
+    """Assemble (and validate, without the pinning rule) the JSON result of one evaluation: the metric table's
+    metrics of ``kinds`` (see :func:`hubdet.eval.metric_table.model_kinds`) at the model's calibrated threshold."""
     from hubdet import __version__
 
     clean_name = perturbations[0].name
     clean = records[clean_name]
     threshold = model.threshold
-    metrics = compute_metrics(clean, threshold=threshold, boxes=supports_boxes)
-    per_gen, per_src = breakdowns(clean, threshold=threshold, boxes=supports_boxes)
+    metrics = compute_metrics(clean, threshold=threshold, kinds=kinds)
+    per_gen, per_src = breakdowns(clean, threshold=threshold, kinds=kinds)
     perturbed: dict[str, Any] = {}
     for p in perturbations[1:]:
-        m = compute_metrics(records[p.name], threshold=threshold, boxes=supports_boxes)
+        m = compute_metrics(records[p.name], threshold=threshold, kinds=kinds)
         perturbed[p.name] = {"spec": p.describe(), "metrics": m, "drop": metric_drops(metrics, m)}
     seconds = sum(r.seconds for r in records.values())
     n_forward = sum(len(r.labels) for r in records.values())
@@ -407,36 +391,18 @@ def evaluate_detector(
     perturbations: Sequence[str | Mapping[str, Any] | Perturbation] | None = None,
     batch_size: int = 32,
     suite: Mapping[str, str] | None = None,
-    primary_metric: str = "roc_auc",
+    primary_metric: str = DEFAULT_PRIMARY,
     plots_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a loaded detector on a loaded dataset; see :func:`evaluate`."""
-    import torch
-
     perts = resolve_perturbations(perturbations)
     accelerator = _distributed()
-    if accelerator is not None:
-        from datasets.distributed import split_dataset_by_node
-
-        dataset = split_dataset_by_node(dataset, rank=accelerator.process_index,
-                                        world_size=accelerator.num_processes)
-        device = accelerator.device
-    else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    detector.to(device)
     detector.eval()
-    records = run_predictions(detector, dataset, perts, batch_size=batch_size)
-    num_processes = 1
-    if accelerator is not None:
-        num_processes = accelerator.num_processes
-        gathered: dict[str, Records] = {}
-        for name, rec in records.items():
-            rows = accelerator.gather_for_metrics(rec.rows(), use_gather_object=True)
-            secs = accelerator.gather_for_metrics([rec.seconds], use_gather_object=True)
-            gathered[name] = Records.from_rows(rows, seconds=max(secs))
-        records = gathered
+    records = predict_records(detector, dataset, perts, batch_size=batch_size, accelerator=accelerator)
+    device = accelerator.device if accelerator is not None else detector.device
+    num_processes = accelerator.num_processes if accelerator is not None else 1
     result = build_result(
-        records, perts, model=model, dataset=dataset_info, supports_boxes=bool(detector.supports_boxes),
+        records, perts, model=model, dataset=dataset_info, kinds=model_kinds(detector),
         batch_size=batch_size, device=str(device), num_processes=num_processes, suite=suite,
         primary_metric=primary_metric,
     )
@@ -475,7 +441,7 @@ def evaluate(
     limit: int | None = None,
     plots_dir: str | os.PathLike[str] | None = None,
     suite: Mapping[str, str] | None = None,
-    primary_metric: str = "roc_auc",
+    primary_metric: str = DEFAULT_PRIMARY,
     source_options: Mapping[str, Any] | None = None,
     reencode: Mapping[str, Any] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,

@@ -13,19 +13,13 @@ from typing import Any
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError, DataLayoutError, UnknownNameError
-from hubdet.eval.metrics import BINARY_KEYS, HIT_RATE_IOUS
+from hubdet.eval.metric_table import DEFAULT_PRIMARY, metric_names
 from hubdet.eval.results import PROTOCOL_VERSION
 from hubdet.eval.robustness import resolve_perturbations
 
 logger = logging.getLogger(__name__)
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-KNOWN_METRICS = frozenset(
-    [k for k in BINARY_KEYS if k not in ("confusion_matrix", "threshold")]
-    + ["mean_iou", "median_iou", "n_boxes"] + [f"hit_rate@{t:g}" for t in HIT_RATE_IOUS]
-)
-#: Metrics where lower is better (the leaderboard ranks these ascending).
-LOWER_IS_BETTER = frozenset({"eer", "ece"})
 
 
 @dataclasses.dataclass
@@ -59,8 +53,8 @@ class SuiteConfig(StrictConfig):
     sources: list[SuiteSource]
     description: str = ""
     protocol_version: int = PROTOCOL_VERSION
-    primary_metric: str = "roc_auc"
-    metrics: list[str] = dataclasses.field(default_factory=lambda: ["roc_auc", "accuracy", "f1"])
+    primary_metric: str = DEFAULT_PRIMARY
+    metrics: list[str] = dataclasses.field(default_factory=lambda: [DEFAULT_PRIMARY, "accuracy", "f1"])
     perturbations: list[Any] = dataclasses.field(default_factory=lambda: ["clean"])
     batch_size: int = 32
 
@@ -76,9 +70,10 @@ class SuiteConfig(StrictConfig):
             raise ConfigError(f"{where}: duplicate source id(s) {dup}")
         if self.protocol_version != PROTOCOL_VERSION:
             raise ConfigError(f"{where}: protocol_version {self.protocol_version} is not {PROTOCOL_VERSION}")
-        unknown = [m for m in self.metrics if m not in KNOWN_METRICS]
+        known = metric_names()
+        unknown = [m for m in self.metrics if m not in known]
         if unknown:
-            raise ConfigError(f"{where}: unknown metric(s) {unknown}; known: {sorted(KNOWN_METRICS)}")
+            raise ConfigError(f"{where}: unknown metric(s) {unknown}; known: {known}")
         if self.primary_metric not in self.metrics:
             raise ConfigError(f"{where}: primary_metric {self.primary_metric!r} is not in metrics {self.metrics}")
         if self.batch_size < 1:

@@ -1,4 +1,4 @@
-"""Detectors: one registry of families (classifier, box head, ensemble, probe), save/load/push, cards.
+"""Detectors: one registry of families (discovered from their modules), save/load/push, cards.
 
 Names are resolved lazily so that ``hubdet --help`` does not import torch.
 """
@@ -12,6 +12,7 @@ _LAZY = {
     "FAMILIES": "hubdet.models._registry",
     "create_detector": "hubdet.models._registry",
     "from_pretrained": "hubdet.models._registry",
+    "list_families": "hubdet.models._registry",
     "list_detectors": "hubdet.models._registry",
     "register_detector": "hubdet.models._registry",
     "register_family": "hubdet.models._registry",

@@ -1,4 +1,10 @@
-"""The registry of detectors (``arch.tag`` names -> configs) and of families (family -> class)."""
+"""The registry of detectors (``arch.tag`` names -> configs) and of families (family -> class).
+
+Both are filled by discovery (:class:`~hubdet._core.registry.ModuleDiscovery`): every module directly in
+``hubdet/models/`` (or sub-package ``hubdet/models/<name>/``), whose name does not start with ``_`` and whose code
+calls ``register_family`` or ``register_detector``, is imported on the first lookup. A new family is one such file
+(plus its ``*_tiny.test`` variant and test); a module that fails to import raises.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from hubdet._core.errors import CheckpointError, ConfigError
-from hubdet._core.registry import Registry
+from hubdet._core.registry import ModuleDiscovery, Registry
 from hubdet.models.config import CalibrationConfig, DetectorConfig, PreprocessConfig
 
-FAMILIES: Registry[type] = Registry("detector family")
-DETECTORS: Registry[Callable[[], DetectorConfig]] = Registry("detector")
+#: The family modules: found by the names they call, imported on the first lookup of either registry.
+FAMILY_DISCOVERY = ModuleDiscovery("hubdet.models", markers=("register_family", "register_detector"))
+FAMILIES: Registry[type] = Registry("detector family", lister="hubdet.models.list_families()",
+                                    discovery=FAMILY_DISCOVERY)
+DETECTORS: Registry[Callable[[], DetectorConfig]] = Registry("detector", lister="hubdet.list_detectors()",
+                                                             discovery=FAMILY_DISCOVERY)
 _NAME_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 
 
@@ -56,9 +66,13 @@ def register_detector(
     DETECTORS.register(name, factory)
 
 
+def list_families() -> list[str]:
+    """Names of the registered detector families (``classifier``, ``boxhead``, ...)."""
+    return FAMILIES.names()
+
+
 def list_detectors(pattern: str | None = None, *, family: str | None = None) -> list[str]:
     """Registered detector names, optionally filtered by an fnmatch ``pattern`` and/or ``family``."""
-    _ensure_families()
     names = DETECTORS.names(pattern)
     if family is not None:
         names = [n for n in names if DETECTORS.get(n)().family == family]
@@ -68,7 +82,6 @@ def list_detectors(pattern: str | None = None, *, family: str | None = None) -> 
 def create_detector(name: str, *, pretrained: bool = False, preprocess: dict[str, Any] | None = None,
                     **args: Any) -> Any:
     """Build a registered detector; keyword ``args`` override the family's config (unknown keys raise)."""
-    _ensure_families()
     config = DETECTORS.get(name)()
     if args:
         merged = copy.deepcopy(config.args)
@@ -85,7 +98,6 @@ def from_pretrained(path_or_repo_id: str | Path, *, revision: str | None = None)
     from hubdet._core.hub import local_or_snapshot
     from hubdet.models.base import CONFIG_NAME, WEIGHTS_NAME
 
-    _ensure_families()
     folder = local_or_snapshot(path_or_repo_id, revision=revision)
     cfg_path = folder / CONFIG_NAME
     if not cfg_path.is_file():
@@ -105,8 +117,3 @@ def from_pretrained(path_or_repo_id: str | Path, *, revision: str | None = None)
     if revision:
         detector.config.metadata["revision"] = revision
     return detector
-
-
-def _ensure_families() -> None:
-    """Import the family modules so that their registrations run."""
-    import hubdet.models.families  # noqa: F401

@@ -6,10 +6,11 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -63,7 +64,9 @@ class Detector(nn.Module):
 
     - ``supports_boxes``: the family predicts an inpainted region;
     - ``trains_with_gradients``: False for families fitted on frozen features (the probe), which implement
-      :meth:`extract_features` and :meth:`fit_head`.
+      :meth:`extract_features` and :meth:`fit_head`;
+    - :meth:`training_sample` (with :attr:`train_columns` and :meth:`train_crop`): how a dataset row becomes a
+      training sample, whose keys are the arguments of :meth:`forward`; ``forward`` returns the loss.
     """
 
     family: ClassVar[str] = ""
@@ -275,6 +278,42 @@ class Detector(nn.Module):
             if mapped[2] <= mapped[0] or mapped[3] <= mapped[1]:
                 mapped = None
         return out, mapped, int(label)
+
+    @property
+    def train_columns(self) -> tuple[str, ...]:
+        """The dataset columns :meth:`training_sample` reads (only these are decoded for training)."""
+        return ("image", "label", "boxes") if self.supports_boxes else ("image", "label")
+
+    def training_sample(self, row: Mapping[str, Any], *, augmenter: Any = None, rng: Any = None
+                        ) -> dict[str, torch.Tensor]:
+        """One training sample from a dataset row: the keyword arguments of :meth:`forward` (``pixel_values`` and
+        the targets) as tensors of a fixed shape, so the trainer's loop is ``model(**batch).loss`` for every family.
+
+        Default: geometric augmentation (boxes follow) -> :meth:`train_crop` -> photometric augmentation ->
+        tensor; targets ``labels`` and, for families with ``supports_boxes``, ``boxes`` (normalised xyxy of the
+        fakes' enclosing box, zeros where there is none). ``augmenter`` is a :class:`hubdet.data.augment.Augmenter`
+        or ``None``; ``rng`` a ``numpy.random.Generator`` (the trainer seeds it per sample and epoch). Families with
+        other targets (masks ...) override this and accept them in :meth:`forward`.
+        """
+        from hubdet.models.preprocessing import to_tensor
+
+        image = row["image"].convert("RGB") if row["image"].mode != "RGB" else row["image"]
+        label = int(row["label"])
+        boxes = [list(b) for b in (row.get("boxes") or [])]
+        if augmenter is not None:
+            image, boxes = augmenter.geometric(image, boxes, rng)
+        enclosing = None
+        if boxes and label == 1:
+            arr = np.asarray(boxes, dtype=np.float64)
+            enclosing = [float(arr[:, 0].min()), float(arr[:, 1].min()), float(arr[:, 2].max()),
+                         float(arr[:, 3].max())]
+        image, box, label = self.train_crop(image, label=label, box=enclosing, rng=rng)
+        if augmenter is not None:
+            image = augmenter.photometric(image, rng)
+        sample = {"pixel_values": to_tensor(image, self.config.preprocess), "labels": torch.tensor(float(label))}
+        if self.supports_boxes:
+            sample["boxes"] = torch.tensor(box if box is not None else [0.0, 0.0, 0.0, 0.0], dtype=torch.float32)
+        return sample
 
     # ------------------------------------------------------------------ frozen-feature families
     def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="NAME_OR_PATH",
                    help="checkpoint folder, Hub repo id, or registry name (untrained: for smoke tests)")
     p.add_argument("--revision", default=None, help="Hub revision of --model")
-    p.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON array instead of a table; each row also carries a `provenance` object (C2PA, "
+                   "IPTC source type, generator metadata: evidence beside the verdict, which it never changes)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
     p.set_defaults(func=_predict)
 
@@ -92,6 +94,9 @@ def _predict(args: argparse.Namespace) -> int:
     def emit(row: dict[str, Any]) -> None:
         rows.append(row)
         if as_json:
+            from hubdet.provenance import inspect  # provenance sits beside the pixel verdict, never overrides it
+
+            row["provenance"] = inspect(row["file"]).to_dict()
             return
         if "error" in row:
             _out(f"{row['file']:<40} {'-':>9}  {'error':<9}  {row['error']}")

@@ -236,3 +236,19 @@ def box_to_input(box: Sequence[float], pre: PreprocessConfig, width: int, height
     x0, y0, x1, y1 = (float(v) for v in box)
     out = [(x0 - left) * sx / out_w, (y0 - top) * sy / out_h, (x1 - left) * sx / out_w, (y1 - top) * sy / out_h]
     return [min(max(v, 0.0), 1.0) for v in out]
+
+
+def map_to_original(values: np.ndarray, pre: PreprocessConfig, width: int, height: int) -> np.ndarray:
+    """Map an ``[h, w]`` float map over the model input back onto the ``[height, width]`` original image: resized
+    (bilinear) onto the part of the original the input shows, zero where the input does not see it (a crop)."""
+    left, top, sx, sy, out_w, out_h = crop_box(pre, width, height)
+    region = (round(left), round(top), round(left + out_w / sx), round(top + out_h / sy))
+    resized = Image.fromarray(np.asarray(values, dtype=np.float32)).resize(
+        (max(1, region[2] - region[0]), max(1, region[3] - region[1])), Image.Resampling.BILINEAR)
+    arr = np.asarray(resized, dtype=np.float32)
+    canvas = np.zeros((height, width), np.float32)
+    x0, y0 = max(region[0], 0), max(region[1], 0)
+    x1, y1 = min(region[2], width), min(region[3], height)
+    if x1 > x0 and y1 > y0:
+        canvas[y0:y1, x0:x1] = arr[y0 - region[1] : y1 - region[1], x0 - region[0] : x1 - region[0]]
+    return canvas

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 import hubdet
+from hubdet.eval.metric_table import metric_names
 from hubdet.models.cards import render_card
 
 logger = logging.getLogger("package_defaults")
@@ -134,9 +135,7 @@ def card_kwargs(name: str, det: Any, dataset_id: str, split_revision: str,
     validation after training changed them), replacing the trainer's test metrics."""
     training = det.config.metadata.get("training", {})
     test = test_override or training.get("test") or {}
-    metrics = {k: v for k, v in test.items() if k in {
-        "roc_auc", "accuracy", "f1", "precision", "recall", "average_precision", "eer", "ece", "mean_iou",
-        "hit_rate@0.5"} and v is not None}
+    metrics = {k: test[k] for k in metric_names(scored=True) if test.get(k) is not None}
     cfg = training.get("config", {})
     table = {
         "recipe": f"training/configs/defaults/{name}.yaml", "epochs": cfg.get("train", {}).get("epochs"),

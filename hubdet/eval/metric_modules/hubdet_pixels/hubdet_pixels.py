@@ -10,9 +10,10 @@ import evaluate
 from hubdet.eval.metrics import pixel_metrics
 
 _DESCRIPTION = """\
-Pixel-level localisation metrics of hubdet: F1 and IoU of the predicted manipulation mask against the true mask,
-pooled over all pixels (pixel_f1, pixel_iou) and averaged per image (pixel_f1_mean, pixel_iou_mean). Masks are
-2-D arrays with values in [0, 1] (or 0-255); a prediction counts as manipulated where >= threshold.
+Pixel-level localisation metrics of hubdet (the "masks" rows of hubdet.eval.metric_table): per-image F1 and IoU
+of the predicted manipulation mask against the true mask, averaged over the images, at the fixed threshold
+(pixel_f1, pixel_iou) and at each image's best threshold (pixel_f1_best, pixel_iou_best). Masks are 2-D arrays with
+values in [0, 1] (or 0-255); a prediction counts as manipulated where >= threshold.
 """
 
 _KWARGS_DESCRIPTION = """\
@@ -21,7 +22,7 @@ Args:
     references (list of 2-D lists): true masks of the same shapes (1 or 255 = manipulated).
     threshold (float, default 0.5): binarisation threshold of the predictions.
 Returns:
-    dict with pixel_f1, pixel_iou, pixel_f1_mean, pixel_iou_mean, n_masks.
+    dict with pixel_f1, pixel_iou, pixel_f1_best, pixel_iou_best, n_masks.
 Examples:
     >>> metric = hubdet.eval.load_metric("hubdet_pixels")
     >>> metric.compute(predictions=[[[1, 0], [0, 0]]], references=[[[1, 1], [0, 0]]])["pixel_iou"]

@@ -1,0 +1,105 @@
+"""Batch: every uploaded file (and every file inside uploaded zips) scored by every chosen detector, as rows.
+
+Files are expanded and limited by :mod:`hubdet.app.uploads`; predictions come from
+:func:`hubdet.models.predict.predict_many` in chunks (an ensemble reuses the predictions of its members run beside it).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from hubdet._core.errors import BadImageError
+from hubdet.app.pool import AppInputError, DetectorPool
+from hubdet.app.uploads import BatchLimits, decode_upload, expand_uploads
+
+BATCH_COLUMNS = ["file", "detector", "prob_fake", "verdict", "box", "box_score", "error"]
+
+
+def _box_text(box: Sequence[float] | None) -> str:
+    return "" if box is None else ",".join(f"{v:.0f}" for v in box)
+
+
+def _error_rows(label: str, error: str, detectors: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"file": label, "detector": d, "prob_fake": None, "verdict": None, "box": "", "box_score": None,
+             "error": error} for d in detectors]
+
+
+def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: Sequence[str] | None, *,
+          limits: BatchLimits = BatchLimits(), chunk: int = 8) -> list[dict[str, Any]]:
+    """Rows ``file, detector, prob_fake, verdict, box, box_score, error`` for every file x detector.
+
+    Bad files and refused archives become rows with their error (one per detector); nothing is skipped silently.
+    Detectors are loaded when the first image is ready; good images are scored ``chunk`` at a time.
+    """
+    if not paths:
+        raise AppInputError("upload one or more images or a zip archive")
+    chosen = list(dict.fromkeys(names or []))
+    if not chosen:
+        raise AppInputError("choose at least one detector")
+    for name in chosen:
+        pool.check_name(name)
+    rows: list[dict[str, Any]] = []
+    pending: list[tuple[str, Image.Image]] = []
+    loaded: tuple[dict[str, Any], dict[str, str]] | None = None
+
+    def flush() -> None:
+        nonlocal loaded
+        if not pending:
+            return
+        loaded = loaded or pool.load(chosen)
+        rows.extend(_score(pool, *loaded, pending, chosen))
+        pending.clear()
+
+    for label, source, error in expand_uploads(paths, limits):
+        if error is None:
+            try:
+                pending.append((label, decode_upload(source, name=label).image))
+            except BadImageError as exc:
+                error = exc.reason
+        if error is not None:
+            flush()
+            rows.extend(_error_rows(label, error, chosen))
+        elif len(pending) >= chunk:
+            flush()
+    flush()
+    return rows
+
+
+def _score(pool: DetectorPool, detectors: dict[str, Any], failures: dict[str, str],
+           pending: Sequence[tuple[str, Image.Image]], chosen: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows for the decoded images of one chunk, detector by detector (in ``chosen`` order)."""
+    from hubdet.models.predict import predict_many
+
+    runs = predict_many(detectors, [im for _, im in pending], digests={n: pool.weights_sha256(n) for n in detectors},
+                        locks={n: pool.lock(n) for n in detectors})
+    rows: list[dict[str, Any]] = []
+    for name in chosen:
+        error = failures[name] if name in failures else runs[name].error
+        if error is not None:
+            rows.extend(row for label, _ in pending for row in _error_rows(label, error, [name]))
+            continue
+        for (label, _), pred in zip(pending, runs[name].predictions or [], strict=True):
+            rows.append({"file": label, "detector": name, "prob_fake": round(float(pred.prob), 4),
+                         "verdict": pred.verdict, "box": _box_text(pred.box),
+                         "box_score": None if pred.box_score is None else round(float(pred.box_score), 4),
+                         "error": ""})
+    return rows
+
+
+def rows_to_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike | None = None) -> Path:
+    """Write batch rows to a CSV file (a new temporary file if ``path`` is None) and return its path."""
+    if path is None:
+        path = Path(tempfile.mkdtemp(prefix="hubdet_batch_")) / "hubdet_batch.csv"
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=BATCH_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,193 @@
+"""Compare: the chosen detectors side by side on one upload (:func:`compare`), and where they agree.
+
+Predictions come from :func:`hubdet.models.predict.predict_many` (an ensemble reuses the predictions of its members
+compared beside it); explanations from :func:`hubdet.models.explain.explain`; pictures from
+:mod:`hubdet.app.rendering`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from hubdet.app.pool import DetectorPool
+from hubdet.app.rendering import display_copy, draw_box, overlay_heatmap
+from hubdet.app.uploads import decode_upload
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DetectorResult:
+    """One detector's answer for one image (and, in the UI, its pictures)."""
+
+    detector: str
+    prob_fake: float | None = None
+    verdict: str | None = None
+    box: list[float] | None = None
+    box_score: float | None = None
+    seconds: float | None = None
+    supports_boxes: bool = False
+    family: str = ""
+    explanation: str = ""
+    explanation_seconds: float | None = None
+    error: str | None = None
+    shared_members: dict[str, str] = field(default_factory=dict)  # ensemble member -> detector it reused
+    box_image: Image.Image | None = None
+    heatmap_image: Image.Image | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "detector": self.detector, "prob_fake": self.prob_fake, "verdict": self.verdict, "box": self.box,
+            "box_score": self.box_score, "seconds": self.seconds, "supports_boxes": self.supports_boxes,
+            "family": self.family, "explanation": self.explanation,
+            "explanation_seconds": self.explanation_seconds, "error": self.error,
+            "shared_members": dict(self.shared_members),
+        }
+
+
+@dataclass
+class Comparison:
+    """A side-by-side comparison of one image."""
+
+    image: dict[str, Any]
+    results: list[DetectorResult]
+    summary: dict[str, Any]
+    preview: Image.Image | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": True, "error": None, "image": self.image, "results": [r.to_dict() for r in self.results],
+                "summary": self.summary}
+
+
+def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names: Sequence[str] | None, *,
+            explain_it: bool = True, name: str | None = None) -> Comparison:
+    """Run the chosen detectors on one upload. Raises :class:`BadImageError` or :class:`AppInputError`."""
+    from hubdet.models.predict import predict_many
+
+    chosen = pool.check_selection(names)
+    decoded = decode_upload(source, name=name)
+    shown, scale = display_copy(decoded.image)
+    detectors, failures = pool.load(chosen)
+    runs = predict_many(detectors, [decoded.image], digests={n: pool.weights_sha256(n) for n in detectors},
+                        locks={n: pool.lock(n) for n in detectors})
+    results = []
+    for n in chosen:
+        result = DetectorResult(detector=n, error=failures.get(n))
+        if n in detectors:
+            _fill(result, detectors[n], runs[n], decoded.name)
+            if result.error is None:
+                with pool.lock(n):  # explanations hook the detector's modules
+                    _pictures(result, detectors[n], decoded.image, shown, scale, explain_it=explain_it)
+        results.append(result)
+    return Comparison(image=decoded.info(), results=results, summary=agreement_summary(results), preview=shown)
+
+
+def _fill(result: DetectorResult, detector: Any, run: Any, file: str) -> None:
+    """Copy a detector's :class:`~hubdet.models.predict.DetectorRun` on one image into ``result`` (box rounded to
+    0.1 pixel), or its error."""
+    result.family, result.supports_boxes = detector.family, bool(detector.supports_boxes)
+    result.shared_members = run.shared_members
+    if run.error is not None:
+        result.error = f"{result.detector} failed on {file}: {run.error}"
+        return
+    pred = run.predictions[0]
+    result.seconds = round(run.seconds, 4)
+    result.prob_fake = float(pred.prob)
+    result.verdict = pred.verdict
+    result.box = [round(float(v), 1) for v in pred.box] if pred.box is not None else None
+    result.box_score = float(pred.box_score) if pred.box_score is not None else None
+
+
+def _pictures(result: DetectorResult, detector: Any, img: Image.Image, shown: Image.Image, scale: float, *,
+              explain_it: bool) -> None:
+    """The column's pictures at display size (``shown`` is ``img`` scaled by ``scale``): the heatmap overlay (and
+    the method) when asked, and the box for box-capable detectors. A failed explanation is reported, not raised."""
+    from hubdet.models.explain import explain
+
+    if result.supports_boxes:
+        label = f"{result.detector}: {result.box_score:.2f}" if result.box_score is not None else result.detector
+        result.box_image = draw_box(shown, result.box, label, scale=scale)
+    if not explain_it:
+        return
+    try:
+        start = time.perf_counter()
+        heat, result.explanation = explain(detector, img)
+        result.explanation_seconds = round(time.perf_counter() - start, 4)
+        small = np.asarray(Image.fromarray(heat).resize(shown.size, Image.Resampling.BILINEAR))
+        result.heatmap_image = overlay_heatmap(shown, small)
+    except Exception as exc:  # explanations are a bonus: report, keep the prediction
+        logger.exception("explanation failed for %s", result.detector)
+        result.explanation = f"no explanation ({type(exc).__name__}: {exc})"
+
+
+def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    import torch
+    from torchvision.ops import box_iou
+
+    ta = torch.tensor([list(a)], dtype=torch.float32)
+    tb = torch.tensor([list(b)], dtype=torch.float32)
+    return float(box_iou(ta, tb)[0, 0])
+
+
+def agreement_summary(results: Sequence[DetectorResult]) -> dict[str, Any]:
+    """Where the detectors agree and disagree: verdict groups, probability spread, pairwise box IoU."""
+    ok = [r for r in results if r.error is None and r.prob_fake is not None]
+    groups: dict[str, list[str]] = {}
+    for r in ok:
+        groups.setdefault(str(r.verdict), []).append(r.detector)
+    probs = [float(r.prob_fake) for r in ok if r.prob_fake is not None]
+    pairs = []
+    for i, a in enumerate(ok):
+        for b in ok[i + 1:]:
+            pair: dict[str, Any] = {"a": a.detector, "b": b.detector, "same_verdict": a.verdict == b.verdict,
+                                    "prob_difference": round(abs(float(a.prob_fake) - float(b.prob_fake)), 4)}
+            if a.box is not None and b.box is not None:
+                pair["box_iou"] = round(_box_iou(a.box, b.box), 4)
+            pairs.append(pair)
+    agree = len(ok) >= 2 and len(groups) == 1
+    summary: dict[str, Any] = {
+        "n_detectors": len(results), "n_ok": len(ok), "unanimous": agree,
+        "verdicts": {r.detector: r.verdict for r in ok},
+        "groups": groups,
+        "prob_fake_min": round(min(probs), 4) if probs else None,
+        "prob_fake_max": round(max(probs), 4) if probs else None,
+        "prob_fake_mean": round(float(np.mean(probs)), 4) if probs else None,
+        "pairs": pairs,
+        "errors": {r.detector: r.error for r in results if r.error},
+    }
+    summary["text"] = summary_markdown(summary)
+    return summary
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """A few readable lines from :func:`agreement_summary`."""
+    lines = []
+    groups = summary["groups"]
+    if summary["n_ok"] == 0:
+        lines.append("**No detector produced a result.**")
+    elif summary["n_ok"] == 1:
+        (verdict, names), = groups.items()
+        lines.append(f"Only **{names[0]}** produced a result: **{verdict}**.")
+    elif summary["unanimous"]:
+        (verdict, names), = groups.items()
+        lines.append(f"**All {len(names)} detectors agree: {verdict}.**")
+    else:
+        parts = [f"{', '.join(names)} say **{verdict}**" for verdict, names in groups.items()]
+        lines.append("**The detectors disagree:** " + "; ".join(parts) + ".")
+    if summary["prob_fake_min"] is not None and summary["n_ok"] >= 2:
+        lines.append(f"Fake probability ranges from {summary['prob_fake_min']:.2f} to {summary['prob_fake_max']:.2f} "
+                     f"(spread {summary['prob_fake_max'] - summary['prob_fake_min']:.2f}).")
+    for pair in summary["pairs"]:
+        if "box_iou" in pair:
+            lines.append(f"Boxes of {pair['a']} and {pair['b']} overlap with IoU {pair['box_iou']:.2f}.")
+    for name, error in summary["errors"].items():
+        lines.append(f"{name}: error: {error}")
+    return "\n\n".join(lines)
