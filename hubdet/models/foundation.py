@@ -141,8 +141,13 @@ def convert_onnx_int8_clip(onnx_path: Path) -> dict[str, torch.Tensor]:
     initializers named after their state-dict keys.
     """
     import numpy as np
-    import onnx
-    from onnx import numpy_helper
+
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as exc:
+        raise CheckpointError(f"converting {onnx_path.name} once into a transformers model needs the onnx package: "
+                              "pip install 'hubdet[clip]' (or pip install onnx)") from exc
 
     model = onnx.load(str(onnx_path))
     inits = {i.name: i for i in model.graph.initializer}
