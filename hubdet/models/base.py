@@ -57,6 +57,35 @@ def drop_external(module: nn.Module, state: dict[str, torch.Tensor]) -> dict[str
     return {k: v for k, v in state.items() if id(v) not in external}
 
 
+#: The degraded copies a stability check scores (names of :data:`hubdet.data.perturb.PERTURBATIONS`).
+STABILITY_CHECKS = ("jpeg_q75", "downscale_0.5", "blur_s1")
+
+
+def with_stability(run: Callable[[list[Any], int], list[Prediction]],
+                   checks: Sequence[str] = STABILITY_CHECKS) -> Callable[[list[Any], int], list[Prediction]]:
+    """Wrap a batch prediction ``run(images, start)`` so that it also predicts each degraded copy of the images and
+    turns a verdict that any copy disagrees with into ``uncertain`` (the probability stays the original's)."""
+    from hubdet.data.perturb import apply_perturbation, get_perturbation
+
+    perturbations = [get_perturbation(name) for name in checks]
+
+    def stable_run(batch: list[Any], start: int) -> list[Prediction]:
+        preds = run(batch, start)
+        copies = {p.name: run([apply_perturbation(im, p, key=str(start + i)) for i, im in enumerate(batch)], start)
+                  for p in perturbations}
+        for i, pred in enumerate(preds):
+            verdicts = {name: copy[i].verdict for name, copy in copies.items()}
+            stable = all(v == pred.verdict for v in verdicts.values())
+            pred.extra["stability"] = {"stable": stable, "original_verdict": pred.verdict,
+                                       "checks": {name: {"prob_fake": copy[i].prob, "verdict": copy[i].verdict}
+                                                  for name, copy in copies.items()}}
+            if not stable:
+                pred.verdict = "uncertain"
+        return preds
+
+    return stable_run
+
+
 class Detector(nn.Module):
     """A real-vs-fake detector. Subclasses set ``family`` and ``args_class`` and implement ``forward``.
 
@@ -178,14 +207,24 @@ class Detector(nn.Module):
         return cal_lib.verdict(prob, self.config.calibration)
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, images: Iterable[Any] | Any, *, batch_size: int = 32) -> list[Prediction]:
+    def predict(self, images: Iterable[Any] | Any, *, batch_size: int = 32, stability: bool = False
+                ) -> list[Prediction]:
         """Calibrated predictions for PIL images, paths, bytes or arrays (decoded by the shared decoder).
+
+        ``stability=True`` also scores degraded copies of every image (:data:`STABILITY_CHECKS`: JPEG quality 75,
+        half size, mild blur; the perturbations of the robustness protocol) and answers ``uncertain`` when any of
+        them disagrees with the original's verdict, so a re-saved copy of a photo cannot flip the answer; the copies'
+        probabilities are in ``extra["stability"]``. It costs one more prediction per check.
 
         Raises :class:`hubdet._core.errors.BadImageError` naming the first input that cannot be decoded.
         """
         if isinstance(images, (str, os.PathLike, bytes)) or not isinstance(images, Iterable) or hasattr(images, "size"):
             images = [images]
-        return self._predict_batched(images, batch_size, lambda batch, _start: self._predict_images(batch))
+
+        def run(batch: list[Any], _start: int) -> list[Prediction]:
+            return self._predict_images(batch)
+
+        return self._predict_batched(images, batch_size, with_stability(run) if stability else run)
 
     def _predict_batched(
         self, images: Iterable[Any], batch_size: int, run: Callable[[list[Any], int], list[Prediction]]
