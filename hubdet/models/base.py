@@ -193,12 +193,25 @@ class Detector(nn.Module):
         return torch.device("cpu")
 
     # ------------------------------------------------------------------ calibration
-    def calibrate(self, logits: torch.Tensor, labels: torch.Tensor, *, fitted_on: str = "") -> None:
-        """Fit temperature scaling on validation logits/labels and store it in ``config.calibration``."""
-        temperature, before, after = cal_lib.fit_temperature(logits, labels)
-        self.config.calibration = self.config.calibration.replace(
-            method="temperature", temperature=temperature, fitted_on=fitted_on, nll_before=before, nll_after=after
-        )
+    def calibrate(self, logits: torch.Tensor, labels: torch.Tensor, *, fitted_on: str = "", method: str = "temperature",
+                  max_fpr: float | None = None) -> None:
+        """Fit temperature (or ``method="platt"``: Platt) scaling on validation logits/labels and store it in
+        ``config.calibration``; with ``max_fpr``, also the threshold at which at most that share of the validation
+        reals is called fake, and the uncertain band below it (:func:`~hubdet.models.calibration.fit_thresholds`)."""
+        if method == "platt":
+            temperature, bias, before, after = cal_lib.fit_platt(logits, labels)
+        elif method == "temperature":
+            (temperature, before, after), bias = cal_lib.fit_temperature(logits, labels), 0.0
+        else:
+            raise ValueError(f"calibration method {method!r} is not 'temperature' or 'platt'")
+        cal = self.config.calibration.replace(method=method, temperature=temperature, bias=bias, fitted_on=fitted_on,
+                                              nll_before=before, nll_after=after)
+        if max_fpr is not None:
+            low, threshold = cal_lib.fit_thresholds(cal_lib.calibrated_probs(logits, cal), labels, max_fpr=max_fpr)
+            cal = cal.replace(threshold=threshold, uncertain_low=low, uncertain_high=threshold,
+                              threshold_rule=f"validation: at most {max_fpr:.0%} of reals called fake, at most "
+                                             f"{max_fpr:.0%} of fakes called real; uncertain between")
+        self.config.calibration = cal
 
     def calibrated_probs(self, logits: torch.Tensor) -> torch.Tensor:
         return cal_lib.calibrated_probs(logits, self.config.calibration)

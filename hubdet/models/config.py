@@ -41,14 +41,18 @@ class PreprocessConfig(StrictConfig):
 
 @dataclass
 class CalibrationConfig(StrictConfig):
-    """Temperature scaling and the decision rule. ``prob = sigmoid(logit / temperature)``.
+    """Calibration and the decision rule. ``prob = sigmoid(logit / temperature + bias)`` (``temperature``: temperature
+    scaling, bias 0; ``platt``: Platt scaling, both fitted).
 
     Verdict: ``fake`` if prob >= ``uncertain_high``, ``real`` if prob < ``uncertain_low``, else ``uncertain``.
     With an empty band (low == high == threshold) every image gets real or fake.
     """
 
-    method: str = "none"  # "none" | "temperature"
+    method: str = "none"  # "none" | "temperature" | "platt"
     temperature: float = 1.0
+    bias: float = 0.0
+    # how threshold / uncertain_low were chosen, e.g. "validation real FPR <= 0.05" (empty: the defaults)
+    threshold_rule: str = ""
     threshold: float = 0.5
     uncertain_low: float = 0.35
     uncertain_high: float = 0.65
@@ -59,6 +63,8 @@ class CalibrationConfig(StrictConfig):
     def validate(self) -> None:
         if self.temperature <= 0:
             raise ConfigError("CalibrationConfig.temperature must be > 0")
+        if self.method not in ("none", "temperature", "platt"):
+            raise ConfigError(f"CalibrationConfig.method: {self.method!r} is not none/temperature/platt")
         if not 0.0 <= self.uncertain_low <= self.threshold <= self.uncertain_high <= 1.0:
             raise ConfigError("CalibrationConfig needs 0 <= uncertain_low <= threshold <= uncertain_high <= 1")
 

@@ -8,7 +8,7 @@ Members (``args.members``) are strings, one per member:
   loaded strictly with :func:`hubdet.from_pretrained`.
 
 Members are frozen (no gradient, always in eval mode); only the fusion trains. Each member's logit is divided by
-its own calibration temperature before fusion, so members are on comparable scales. Fusion:
+its own calibration (temperature, Platt bias) before fusion, so members are on comparable scales. Fusion:
 
 - ``"linear"``: a learned ``Linear(M, 1)`` over the member logits (seed 000 fused the two members' outputs with a
   dense layer), initialised to the mean;
@@ -50,6 +50,7 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import CheckpointError, ConfigError
+from hubdet.models import calibration as cal_lib
 from hubdet.models._registry import create_detector, from_pretrained, register_detector, register_family
 from hubdet.models.base import WEIGHTS_NAME, Detector, checkpoint_sha256
 from hubdet.models.config import DetectorConfig, PreprocessConfig
@@ -245,8 +246,9 @@ class EnsembleDetector(Detector):
         w = self.fusion_weights().to(member_logits)
         return member_logits @ w
 
-    def _temperatures(self) -> list[float]:
-        return [float(m.config.calibration.temperature) for m in self.members]
+    def _calibrated(self, k: int, logits: torch.Tensor) -> torch.Tensor:
+        """Member ``k``'s logits calibrated by its own calibration (temperature, and Platt bias if any)."""
+        return cal_lib.calibrated_logits(logits, self.members[k].config.calibration)
 
     # ------------------------------------------------------------------ forward
     def _run_members(
@@ -260,10 +262,10 @@ class EnsembleDetector(Detector):
         box = box_scores = None
         best: torch.Tensor | None = None  # per image, the highest logit among the box members so far
         with torch.no_grad():  # members are frozen whatever their requires_grad flags say
-            for i, (member, temp) in enumerate(zip(self.members, self._temperatures(), strict=True)):
+            for i, member in enumerate(self.members):
                 pre = member.config.preprocess
                 out = member(convert_pixels(pixel_values, self.config.preprocess, pre))
-                columns.append(out.logits.float() / temp)
+                columns.append(self._calibrated(i, out.logits.float()))
                 if i in self.box_members and out.boxes is not None:
                     member_box = out.boxes.float()
                     if pre.resize not in ("resize", "none"):  # map through the member's crop
@@ -322,11 +324,9 @@ class EnsembleDetector(Detector):
         return [list(known[k]) if k in known else m._predict_images(images) for k, m in enumerate(self.members)]
 
     def _scaled_logits(self, per_member: Sequence[Sequence[Prediction]], n_images: int) -> torch.Tensor:
-        temps = self._temperatures()
-        return torch.tensor(
-            [[p[i].logit / t for p, t in zip(per_member, temps, strict=True)] for i in range(n_images)],
-            dtype=torch.float32,
-        )
+        raw = torch.tensor([[p[i].logit for p in per_member] for i in range(n_images)], dtype=torch.float32)
+        return torch.stack([self._calibrated(k, raw[:, k]) for k in range(len(per_member))], dim=1) if n_images \
+            else raw.reshape(0, len(per_member))
 
     def member_logits(self, images: Sequence[Any]) -> torch.Tensor:
         """``[B, M]`` temperature-scaled logits of each member's own predict path on decoded RGB PIL images.
