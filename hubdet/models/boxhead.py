@@ -22,6 +22,7 @@ the number of tiles, so it is offered for comparison only. Temperature scaling (
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError
+from hubdet.data.policy import DATA_POLICY, EXTREME_ASPECT, InputPolicy
 from hubdet.models._registry import register_detector, register_family
 from hubdet.models.base import Detector
 from hubdet.models.boxes import (
@@ -363,6 +365,29 @@ class BoxHeadDetector(Detector):
     def tiling_scale(self, width: int, height: int) -> float:
         """Scale (<= 1) applied before tiling an image of this size so that at most ``max_tiles`` tiles run."""
         return tiling_scale(width, height, self.tile_size, self.tile_stride, self.args.max_tiles)
+
+    def input_policy(self) -> InputPolicy:
+        """Tiles at native resolution: every side at least half a tile (smaller images are padded with black, as in
+        training, but a tile that is mostly padding judges nothing)."""
+        th, tw = self.tile_size
+        return InputPolicy(max(DATA_POLICY.min_width, math.ceil(tw / 2)),
+                           max(DATA_POLICY.min_height, math.ceil(th / 2)), DATA_POLICY.max_aspect,
+                           f"it tiles the image with {tw}x{th} tiles at native resolution, at most "
+                           f"{self.args.max_tiles} of them, and needs half a tile of image per side")
+
+    def cannot_judge_reason(self, width: int, height: int) -> str | None:
+        """The policy, then the tiling: an image so elongated that fitting its tiles into ``max_tiles`` shrinks the
+        short side under half a tile cannot be judged either."""
+        reason = super().cannot_judge_reason(width, height)
+        if reason is not None:
+            return reason
+        th, tw = self.tile_size
+        scale = self.tiling_scale(width, height)
+        w, h = round(width * scale), round(height * scale)
+        if w * 2 < tw or h * 2 < th:
+            return (f"{EXTREME_ASPECT}: the image is {width}x{height} pixels; to fit at most {self.args.max_tiles} "
+                    f"tiles the box head would shrink it to {w}x{h}, under half a {tw}x{th} tile per side")
+        return None
 
     def _rescale(self, image: Image.Image, scale: float) -> Image.Image:
         if scale >= 1.0:

@@ -44,6 +44,7 @@ from PIL import Image
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError
+from hubdet.data.policy import DATA_POLICY, InputPolicy
 from hubdet.models._registry import register_detector, register_family
 from hubdet.models.base import Detector
 from hubdet.models.config import DetectorConfig
@@ -368,6 +369,15 @@ class CopyMoveDetector(Detector):
     @property
     def is_fitted(self) -> bool:
         return bool(self.head_fitted)
+
+    def input_policy(self) -> InputPolicy:
+        """Blocks compared at native resolution: each side must hold two density windows (a copied region and its
+        source), and several blocks with the minimum shift between them."""
+        a = self.args
+        side = max(DATA_POLICY.min_width, 2 * a.density_window, 4 * a.block, 2 * a.min_shift)
+        return InputPolicy(side, side, DATA_POLICY.max_aspect,
+                           f"it compares {a.block}x{a.block} blocks at native resolution over {a.density_window}-pixel "
+                           "windows")
 
     # ------------------------------------------------------------------ analysis
     def _luma(self, pixels: torch.Tensor) -> np.ndarray:
