@@ -32,11 +32,14 @@ def _error_rows(label: str, error: str, detectors: Sequence[str]) -> list[dict[s
 
 
 def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: Sequence[str] | None, *,
-          limits: BatchLimits = BatchLimits(), chunk: int = 8) -> list[dict[str, Any]]:
+          limits: BatchLimits = BatchLimits(), chunk: int = 8, max_pixels: int | None = None,
+          max_file_bytes: int | None = None) -> list[dict[str, Any]]:
     """Rows ``file, detector, prob_fake, verdict, box, box_score, error`` for every file x detector.
 
-    Bad files and refused archives become rows with their error (one per detector); nothing is skipped silently.
-    Detectors are loaded when the first image is ready; good images are scored ``chunk`` at a time.
+    Bad files, files over ``max_file_bytes`` or ``max_pixels`` and refused archives become rows with their error
+    (one per detector); an image a detector cannot judge gets verdict ``cannot_judge`` and the reason in ``error``.
+    Nothing is skipped silently. Detectors are loaded when the first image is ready; good images are scored
+    ``chunk`` at a time.
     """
     if not paths:
         raise AppInputError("upload one or more images or a zip archive")
@@ -58,9 +61,12 @@ def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: 
         pending.clear()
 
     for label, source, error in expand_uploads(paths, limits):
+        size = len(source) if isinstance(source, bytes) else _file_size(source)
+        if error is None and max_file_bytes is not None and size > max_file_bytes:
+            error = f"the file is {size / 2**20:.1f} MiB, over this app's limit of {max_file_bytes / 2**20:.0f} MiB"
         if error is None:
             try:
-                pending.append((label, decode_upload(source, name=label).image))
+                pending.append((label, decode_upload(source, name=label, max_pixels=max_pixels).image))
             except BadImageError as exc:
                 error = exc.reason
         if error is not None:
@@ -86,11 +92,22 @@ def _score(pool: DetectorPool, detectors: dict[str, Any], failures: dict[str, st
             rows.extend(row for label, _ in pending for row in _error_rows(label, error, [name]))
             continue
         for (label, _), pred in zip(pending, runs[name].predictions or [], strict=True):
+            if not pred.judged:
+                rows.append({"file": label, "detector": name, "prob_fake": None, "verdict": pred.verdict, "box": "",
+                             "box_score": None, "error": f"cannot judge: {pred.reason}"})
+                continue
             rows.append({"file": label, "detector": name, "prob_fake": round(float(pred.prob), 4),
                          "verdict": pred.verdict, "box": _box_text(pred.box),
                          "box_score": None if pred.box_score is None else round(float(pred.box_score), 4),
                          "error": ""})
     return rows
+
+
+def _file_size(source: Any) -> int:
+    try:
+        return os.stat(source).st_size if source is not None else 0
+    except OSError:
+        return 0  # a missing file is the decoder's to report
 
 
 def rows_to_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike | None = None) -> Path:

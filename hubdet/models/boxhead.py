@@ -410,8 +410,13 @@ class BoxHeadDetector(Detector):
             min_visible=self.args.min_visible,
         )
 
-    def _predict_images(self, images: Sequence[Any]) -> list[Prediction]:
-        """Tile every image at native resolution, run the tiles in batches, aggregate, merge boxes."""
+    def _tile_outputs(self, images: Sequence[Any]) -> list[tuple[list[tuple[int, int]], float, torch.Tensor,
+                                                                 torch.Tensor]]:
+        """Tile every image at native resolution (downscaled if it needs more than ``max_tiles``) and run the tiles in
+        batches: per image ``(tile origins, scale, tile logits [T], tile boxes [T, 4] normalised to the tile)``.
+        Each image's tile logits are kept with it for :meth:`explain_map`."""
+        from hubdet.models.explain import remember
+
         th, tw = self.tile_size
         pre = self.config.preprocess
         tiles: list[torch.Tensor] = []
@@ -436,14 +441,46 @@ class BoxHeadDetector(Detector):
             boxes_all.append(out.boxes.float().cpu())
         tile_logits = torch.cat(logits_all)
         tile_boxes = torch.cat(boxes_all)
-
-        image_logits, image_boxes, image_scores, extras = [], [], [], []
+        outputs = []
         offset = 0
         for img, (origins, scale) in zip(images, layouts, strict=True):
             n = len(origins)
-            logits = tile_logits[offset : offset + n]
-            boxes = tile_boxes[offset : offset + n]
+            outputs.append((origins, scale, tile_logits[offset : offset + n], tile_boxes[offset : offset + n]))
+            remember(self, img, "tiles", (origins, scale, tile_logits[offset : offset + n].clone()))
             offset += n
+        return outputs
+
+    #: What :meth:`explain_map` shows (the app's heatmap label).
+    explanation_method = "tile presence map (the box head's calibrated fake probability per native-resolution tile)"
+
+    def explain_map(self, image: Any) -> np.ndarray:
+        """``[H, W]`` map in [0, 1] over the image: each pixel the highest calibrated fake probability of the tiles
+        that cover it, i.e. what the verdict rests on (the tiles computed by ``predict`` on this image are reused)."""
+        from hubdet.models.explain import recall
+
+        seen = recall(self, image, "tiles")
+        if seen is None:
+            with torch.inference_mode():
+                origins, scale, logits, _ = self._tile_outputs([image])[0]
+        else:
+            origins, scale, logits = seen
+        th, tw = self.tile_size
+        probs = self.calibrated_probs(logits.float()).numpy()
+        w, h = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+        heat = np.zeros((max(h, th), max(w, tw)), np.float32)
+        for (x, y), p in zip(origins, probs, strict=True):
+            np.maximum(heat[y : y + th, x : x + tw], p, out=heat[y : y + th, x : x + tw])
+        heat = heat[:h, :w]
+        if (w, h) != image.size:
+            heat = np.asarray(Image.fromarray(heat).resize(image.size, Image.Resampling.BILINEAR))
+        return heat
+
+    def _predict_images(self, images: Sequence[Any]) -> list[Prediction]:
+        """Tile every image at native resolution, run the tiles in batches, aggregate, merge boxes."""
+        th, tw = self.tile_size
+        image_logits, image_boxes, image_scores, extras = [], [], [], []
+        for img, (origins, scale, logits, boxes) in zip(images, self._tile_outputs(images), strict=True):
+            n = len(origins)
             org = torch.tensor(origins, dtype=torch.float32)
             px = torch.stack([boxes[:, 0] * tw + org[:, 0], boxes[:, 1] * th + org[:, 1],
                               boxes[:, 2] * tw + org[:, 0], boxes[:, 3] * th + org[:, 1]], dim=1) / scale

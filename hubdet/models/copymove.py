@@ -399,13 +399,17 @@ class CopyMoveDetector(Detector):
         """``[H, W]`` map in [0, 1] over the image at its own size: the density of duplicated blocks on the copied-to
         side, i.e. what the verdict and the box rest on (no gradients or occlusion needed)."""
         from hubdet.data.imageio import load_image
+        from hubdet.models.explain import recall
 
         img = image if isinstance(image, Image.Image) else load_image(image)
-        rgb = img.convert("RGB") if img.mode != "RGB" else img
-        (analysis,) = self.analyze(self.transform(rgb).unsqueeze(0))
-        if analysis.density is None:
-            return np.zeros((rgb.height, rgb.width), np.float32)
-        return analysis.density
+        density = recall(self, img, "density")  # the analysis predict made of this very image
+        if density is None:
+            rgb = img.convert("RGB") if img.mode != "RGB" else img
+            (analysis,) = self.analyze(self.transform(rgb).unsqueeze(0))
+            density = analysis.density
+        if density is None or (isinstance(density, str) and density == "none"):
+            return np.zeros((img.height, img.width), np.float32)
+        return density
 
     def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``[B, len(FEATURES)]`` image features (float32)."""
@@ -519,9 +523,12 @@ class CopyMoveDetector(Detector):
         """Each image at its own size: exact pixel values, boxes straight in original pixels."""
         pre = self.config.preprocess
         logits, boxes, scores, extras, has_box = [], [], [], [], []
+        from hubdet.models.explain import remember
+
         for img in images:
             rgb = img.convert("RGB") if img.mode != "RGB" else img
             result = self.analyze(to_tensor(rgb, pre)[None])[0]
+            remember(self, img, "density", result.density if result.density is not None else "none")
             logits.append(self.head_logits(result.features[None]).cpu()[0])
             boxes.append(result.box if result.box is not None else [0.0, 0.0, 0.0, 0.0])
             has_box.append(result.box is not None)

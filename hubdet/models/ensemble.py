@@ -452,6 +452,33 @@ class EnsembleDetector(Detector):
                     pred.extra["box_from"] = self.members[j].config.name or self.members[j].family
         return preds
 
+    # ------------------------------------------------------------------ explanation
+    #: What :meth:`explain_map` shows (the app's heatmap label).
+    explanation_method = "members' maps weighted as the fusion weighs their logits"
+
+    def explain_map(self, image: Any, member_maps: Mapping[int, Any] | None = None) -> Any:
+        """``[H, W]`` map in [0, 1]: each member's own explanation (:func:`hubdet.models.explain.explain`; those in
+        ``member_maps`` are reused) weighted by how much the fusion counts its logit (fusion weight over its
+        temperature; members the fusion counts against are left out)."""
+        import numpy as np
+
+        from hubdet.models.explain import explain
+
+        weights = (self.fusion_weights().float().cpu() / torch.tensor(self._temperatures())).tolist()
+        total, norm = None, 0.0
+        for k, (member, weight) in enumerate(zip(self.members, weights, strict=True)):
+            if weight <= 0:
+                continue
+            heat = (member_maps or {}).get(k)
+            if heat is None:
+                heat = explain(member, image)[0]
+            heat = np.asarray(heat, dtype=np.float32)
+            total = heat * weight if total is None else total + heat * weight
+            norm += weight
+        if total is None:
+            return np.zeros((image.height, image.width), np.float32)
+        return total / norm
+
     # ------------------------------------------------------------------ save / load
     def tensors_to_save(self) -> dict[str, torch.Tensor]:
         """Only the fusion: members are saved as their own checkpoints under ``members/``."""
