@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from hubdet._core.errors import UnsupportedImageError
 from hubdet.app.pool import DetectorPool
 from hubdet.app.rendering import display_copy, draw_box, overlay_heatmap
 from hubdet.app.uploads import decode_upload
+from hubdet.models.output import CANNOT_JUDGE
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +80,13 @@ def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names:
     from hubdet.models.predict import predict_many
 
     chosen = pool.check_selection(names)
-    decoded = decode_upload(source, name=name, max_pixels=max_pixels)
+    try:
+        decoded = decode_upload(source, name=name, max_pixels=max_pixels)
+    except UnsupportedImageError as exc:  # readable, but no detector can judge samples of unknown meaning
+        unjudged = [DetectorResult(detector=n, verdict=CANNOT_JUDGE, reason=exc.reason) for n in chosen]
+        image = {"file": exc.path, "width": None, "height": None, "format": None, "mode": None, "frames": None,
+                 "notes": []}
+        return Comparison(image=image, results=unjudged, summary=agreement_summary(unjudged))
     shown, scale = display_copy(decoded.image)
     detectors, failures = pool.load(chosen)
     runs = predict_many(detectors, [decoded.image], digests={n: pool.weights_sha256(n) for n in detectors},
