@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "or leaderboard/)")
     parser.add_argument("--concurrency", type=int, default=None,
                         help="analyses (compare, batch) run at once, all endpoints together; the others wait in the "
-                             "queue (default: HUBDET_APP_CONCURRENCY or 2)")
+                             "queue (default: HUBDET_APP_CONCURRENCY or 1)")
     parser.add_argument("--max-queue", type=int, default=None,
                         help="requests waiting before new ones are refused (default: HUBDET_APP_MAX_QUEUE or 48)")
     parser.add_argument("--max-file-size", default=None,

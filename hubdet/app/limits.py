@@ -10,7 +10,9 @@ Every limit refuses with a message that reaches the caller (the API's ``error`` 
   the others wait in the queue, which holds at most ``max_queue`` requests (Gradio refuses the rest: "queue is full");
 - ``rate_limit`` heavy requests per client per ``rate_window`` seconds (:class:`RateLimiter`; 0 turns it off).
 
-Defaults suit a CPU Space with 2 GB of memory; ``app.py`` flags and ``HUBDET_APP_*`` variables override them.
+Defaults suit a 2-vCPU Space with 2 GB of memory (``bench/bench_app_limits.py`` measures them: one analysis at the
+pixel cap adds about 0.5 GB to the app's 1.3 GB with the bundled detectors loaded, so two at once would not fit, and
+on two cores they would not finish sooner either); ``app.py`` flags and ``HUBDET_APP_*`` variables override them.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class AppLimits:
 
     max_pixels: int = 4096 * 4096
     max_upload_bytes: int = 25 * 2**20
-    heavy_jobs: int = 2
+    heavy_jobs: int = 1  # a 2-vCPU Space: one analysis already uses both cores; two would double the memory
     max_queue: int = 48
     rate_limit: int = 30
     rate_window: float = 60.0
