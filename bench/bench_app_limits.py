@@ -10,7 +10,7 @@
    time and method;
 2. ``burst``: ``--requests`` (default 32) requests fired at once from 8 simulated clients (each its own
    ``X-Forwarded-For``), mixing normal uploads (1024x768 JPEG, scores only and with heatmaps, and ``/batch``), large
-   ones (a 12 MP photo within the pixel cap; a 24 MP one over it) and bad ones (truncated JPEG, text named .jpg, a
+   ones (a 4096x4096 photo, at the pixel cap; a 24 MP one over it) and bad ones (truncated JPEG, text named .jpg, a
    8 KB PNG of 8192x8192, a 1x1 image, an upload over the byte limit). Each answer is classified: ``ok`` (a result),
    ``refused`` (the expected message: pixel cap, byte cap, unreadable file, "cannot judge"), or ``unexpected``
    (anything else: an exception, a generic error, a missing message). The app's peak resident memory (``VmHWM``)
@@ -67,7 +67,7 @@ def inputs(folder: Path) -> dict[str, Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     out = {"normal": photo(folder / "normal.jpg", (1024, 768)),
-           "large_12mp": photo(folder / "large_12mp.jpg", (4000, 3000), seed=1),
+           "large_at_cap": photo(folder / "large_at_cap.jpg", (4096, 4096), seed=1),
            "over_cap_24mp": photo(folder / "over_cap_24mp.jpg", (6000, 4000), seed=2)}
     good = io.BytesIO()
     Image.open(out["normal"]).save(good, "JPEG", quality=90)
@@ -85,7 +85,7 @@ def inputs(folder: Path) -> dict[str, Path]:
 
 
 #: What each kind must answer: "ok" (every detector a result), or the words a refusal must contain.
-EXPECTED = {"normal": "ok", "normal_explain": "ok", "batch": "ok", "large_12mp": "ok",
+EXPECTED = {"normal": "ok", "normal_explain": "ok", "batch": "ok", "large_at_cap": "ok",
             "over_cap_24mp": "this app's limit", "truncated": "truncated", "non_image": "not an image",
             "bomb_8192": "this app's limit", "one_pixel": "cannot judge", "over_bytes": "maximum file size"}
 
@@ -179,7 +179,7 @@ def burst(url: str, files: dict[str, Path], n: int, pid: int) -> dict[str, Any]:
     """``n`` requests at once from 8 clients; peak memory sampled every 20 ms (and the kernel's high-water mark)."""
     from gradio_client import Client, handle_file
 
-    plan = ["normal", "normal_explain", "batch", "large_12mp", "over_cap_24mp", "truncated", "non_image",
+    plan = ["normal", "normal_explain", "batch", "large_at_cap", "over_cap_24mp", "truncated", "non_image",
             "bomb_8192", "one_pixel", "over_bytes"]
     kinds = [plan[i % len(plan)] for i in range(n)]
     clients = [Client(url, verbose=False, headers={"X-Forwarded-For": f"10.1.0.{c}"}) for c in range(8)]

@@ -535,3 +535,12 @@ def test_app_refuses_large_images_before_decoding(tmp_path: Path) -> None:
         decode_upload(path, max_pixels=AppLimits().max_pixels)
     assert "8192x8192 pixels (67.1 MP), over this app's limit of 16.8 MP (4096x4096)" in str(info.value)
 
+
+
+def test_copymove_luma_in_bands_is_bit_identical() -> None:
+    from hubdet.models.preprocessing import to_tensor
+
+    det = hubdet.create_detector("copymove_tiny.test")
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (301, 97, 3), dtype=np.uint8))
+    whole = det._luma(to_tensor(img, det.config.preprocess))
+    assert np.array_equal(det.image_luma(img, band=64), whole) and det.image_luma(img).dtype == whole.dtype

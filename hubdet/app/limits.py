@@ -135,6 +135,25 @@ class RateLimiter:
             return None
 
 
+def release_memory() -> None:
+    """Hand the memory freed by a finished analysis back to the system (glibc's ``malloc_trim``; a no-op elsewhere):
+    each Gradio worker thread allocates from its own malloc arena, and without this the app's resident memory creeps
+    up to the sum of every arena's high-water mark."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
+
+
 def client_key(request: Any) -> str:
     """Who is asking: the address the nearest proxy saw (the last ``X-Forwarded-For`` entry, which the client
     cannot forge past that proxy), else the connection's address, else the Gradio session."""

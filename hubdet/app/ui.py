@@ -23,7 +23,7 @@ from hubdet.app.batch import BATCH_COLUMNS, batch, rows_to_csv
 from hubdet.app.compare import Comparison, compare
 from hubdet.app.config import DetectorSpec, load_detector_specs, results_dir
 from hubdet.app.examples import ensure_examples
-from hubdet.app.limits import HEAVY, AppLimits, RateLimiter, check_upload_size, client_key
+from hubdet.app.limits import HEAVY, AppLimits, RateLimiter, check_upload_size, client_key, release_memory
 from hubdet.app.pool import MAX_SIDES, MIN_SIDES, AppInputError, DetectorPool
 from hubdet.app.uploads import BatchLimits
 
@@ -107,6 +107,8 @@ def _run_compare(pool: DetectorPool, guard: _Guard, request: Any, file: Any, cho
     except Exception as exc:  # a bug must still reach the caller as a reason, not Gradio's generic error
         logger.exception("compare failed")
         return None, f"internal error: {type(exc).__name__}: {exc}"
+    finally:
+        release_memory()
 
 
 def _optional_choice(component: gr.CheckboxGroup) -> gr.CheckboxGroup:
@@ -258,6 +260,8 @@ def batch_tab(pool: DetectorPool, guard: _Guard) -> None:
         except Exception as exc:  # a bug must still reach the caller as a reason
             logger.exception("batch failed")
             return [], None, f"**internal error: {type(exc).__name__}: {exc}**"
+        finally:
+            release_memory()
         import pandas as pd
 
         table = pd.DataFrame(rows, columns=BATCH_COLUMNS)

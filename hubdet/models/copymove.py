@@ -386,6 +386,17 @@ class CopyMoveDetector(Detector):
         luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
         return luma.numpy()
 
+    def image_luma(self, image: Image.Image, *, band: int = 256) -> np.ndarray:
+        """The luma :meth:`analyze` computes from ``to_tensor(image)``, band of rows by band of rows: the same
+        float32 arithmetic (element by element, so bit-identical) without a full-size float copy of the RGB image
+        (at 16 MP that copy and its temporaries were most of a prediction's memory)."""
+        rgb = image.convert("RGB") if image.mode != "RGB" else image
+        out = np.empty((rgb.height, rgb.width), np.float32)
+        for top in range(0, rgb.height, band):
+            rows = rgb.crop((0, top, rgb.width, min(rgb.height, top + band)))
+            out[top:top + rows.height] = self._luma(to_tensor(rows, self.config.preprocess))
+        return out
+
     def analyze(self, pixel_values: torch.Tensor) -> list[Analysis]:
         """Duplicate analysis of every image of ``[B, 3, H, W]`` pixel values."""
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
@@ -404,9 +415,7 @@ class CopyMoveDetector(Detector):
         img = image if isinstance(image, Image.Image) else load_image(image)
         density = recall(self, img, "density")  # the analysis predict made of this very image
         if density is None:
-            rgb = img.convert("RGB") if img.mode != "RGB" else img
-            (analysis,) = self.analyze(self.transform(rgb).unsqueeze(0))
-            density = analysis.density
+            density = self._analyzer(self.image_luma(img)).density
         if density is None or (isinstance(density, str) and density == "none"):
             return np.zeros((img.height, img.width), np.float32)
         return density
@@ -521,13 +530,11 @@ class CopyMoveDetector(Detector):
 
     def _predict_images(self, images: Sequence[Any]) -> list[Prediction]:
         """Each image at its own size: exact pixel values, boxes straight in original pixels."""
-        pre = self.config.preprocess
-        logits, boxes, scores, extras, has_box = [], [], [], [], []
         from hubdet.models.explain import remember
 
+        logits, boxes, scores, extras, has_box = [], [], [], [], []
         for img in images:
-            rgb = img.convert("RGB") if img.mode != "RGB" else img
-            result = self.analyze(to_tensor(rgb, pre)[None])[0]
+            result = self._analyzer(self.image_luma(img))
             remember(self, img, "density", result.density if result.density is not None else "none")
             logits.append(self.head_logits(result.features[None]).cpu()[0])
             boxes.append(result.box if result.box is not None else [0.0, 0.0, 0.0, 0.0])
