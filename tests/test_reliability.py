@@ -132,7 +132,7 @@ CASES = [
                                                     d / "float_range.tif"), "cannot_judge",
          "unsupported sample format"),
     Case("float_rgb_tiff", lambda d: _tiff(d / "float_rgb.tif", np.stack([_gradient(96, 72)] * 3, -1)),
-         "cannot_judge", "unsupported sample format"),
+         "cannot_judge", "unsupported sample format: TIFF with 3 sample(s) per pixel of 32-bit floating-point"),
     Case("16bit_png", lambda d: _save(Image.fromarray((_gradient(96, 72) * 65535).astype(np.uint16)),
                                       d / "gray16.png"), "scored", "16-bit samples scaled to 8 bits"),
     Case("palette_alpha_png", lambda d: _palette_alpha(d / "palette_alpha.png"), "scored", "composited on white"),

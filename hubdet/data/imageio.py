@@ -172,7 +172,7 @@ def _unidentified_reason(data: bytes) -> str:
         try:
             from PIL import TiffImagePlugin
 
-            ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=data[:4])
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(ifh=data[:8])
             fp = io.BytesIO(data)
             fp.seek(int.from_bytes(data[4:8], "little" if data[:2] == b"II" else "big"))
             ifd.load(fp)
