@@ -451,7 +451,7 @@ class BoxHeadDetector(Detector):
         return outputs
 
     #: What :meth:`explain_map` shows (the app's heatmap label).
-    explanation_method = "tile presence map (the box head's calibrated fake probability per native-resolution tile)"
+    explanation_method = "tile presence map (each native-resolution tile's calibrated probability)"
 
     def explain_map(self, image: Any) -> np.ndarray:
         """``[H, W]`` map in [0, 1] over the image: each pixel the highest calibrated fake probability of the tiles
