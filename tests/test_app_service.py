@@ -253,10 +253,21 @@ def test_compare_matches_each_detectors_own_prediction(pool: DetectorPool, image
 
 def test_explanation_methods_and_geometry(pool: DetectorPool, tmp_path: Path) -> None:
     img = Image.open(photo_like(tmp_path / "big.png", size=(128, 96), fmt="PNG")).convert("RGB")
-    heat, method = explain(pool.get("boxhead"), img)  # a CNN: Grad-CAM on its last conv
-    assert method.startswith("Grad-CAM") and heat.shape == (96, 128)
-    heat, method = explain(pool.get("ensemble"), img)  # detectors of detectors: occlusion
+    heat, method = explain(pool.get("classifier"), img)  # a ViT: occlusion, all patches in one batch
     assert method.startswith("occlusion") and heat.shape == (96, 128)
+    torch.manual_seed(0)
+    cnn = hubdet.create_detector("classifier_tiny.test", backbone="test_resnet", model_args={}).eval()
+    heat, method = explain(cnn, img)  # a CNN classifier: Grad-CAM on its last conv
+    assert method.startswith("Grad-CAM") and heat.shape == (96, 128)
+    box_head = pool.get("boxhead")
+    (pred,) = box_head.predict([img])
+    heat, method = explain(box_head, img)  # the box head's own map: its tiles' calibrated probabilities
+    assert method.startswith("tile presence map") and heat.shape == (96, 128)
+    tile_probs = box_head.calibrated_probs(torch.tensor([t for t in _tile_logits(box_head, img)]))
+    assert heat.max() == pytest.approx(float(tile_probs.max()), abs=1e-5)
+    assert pred.prob == pytest.approx(float(tile_probs.max()), abs=1e-5)  # max aggregation: the hottest tile
+    heat, method = explain(pool.get("ensemble"), img)  # detectors of detectors: their members' maps, fused
+    assert method.startswith("members' maps") and heat.shape == (96, 128)
     assert 0.0 <= heat.min() and heat.max() <= 1.0
     # a centre-cropping detector only sees the middle 32x32: the heatmap is zero elsewhere
     torch.manual_seed(0)
@@ -265,6 +276,11 @@ def test_explanation_methods_and_geometry(pool: DetectorPool, tmp_path: Path) ->
     outside = heat.copy()
     outside[32:64, 48:80] = 0
     assert outside.max() == 0.0 and heat[32:64, 48:80].max() > 0.0
+
+
+def _tile_logits(box_head: Any, img: Image.Image) -> list[float]:
+    with torch.inference_mode():
+        return box_head._tile_outputs([img])[0][2].tolist()
 
 
 def test_agreement_summary_names_the_disagreement() -> None:
@@ -535,8 +551,7 @@ def test_batch_shares_member_predictions(shared_folders: dict[str, Path], tmp_pa
         _count_calls(monkeypatch, member, counts, f"member{k}")
     rows = batch(pool, files, names, chunk=2)
     assert counts == {"classifier": 2, "member1": 2}  # two chunks; member 0 never runs inside the ensemble
-    assert [(r["file"], r["detector"]) for r in rows] == [(f"p{i}.jpg", n) for c in ((0, 1), (2,)) for n in names
-                                                          for i in c]
+    assert [(r["file"], r["detector"]) for r in rows] == [(f"p{i}.jpg", n) for i in range(3) for n in names]
     got = [r for r in rows if r["detector"] == "ensemble"]
     for row, pred in zip(got, own, strict=True):
         assert row["error"] == "" and row["prob_fake"] == round(pred.prob, 4) and row["verdict"] == pred.verdict

@@ -79,11 +79,15 @@ def test_tiny_detector_end_to_end_with_robustness(dataset_dir, saved_model, tmp_
 
 
 def test_box_detector_gets_box_metrics(dataset_dir):
-    result = evaluate("boxhead_tiny.test", "folder", dataset_dir, perturbations=["downscale_0.5"], batch_size=8)
+    result = evaluate("boxhead_tiny.test", "folder", dataset_dir, perturbations=["jpeg_q75", "downscale_0.5"],
+                      batch_size=8)
     assert result["model"]["random_init"] is True
     m = result["metrics"]
     assert m["n_boxes"] == 4 and 0.0 <= m["mean_iou"] <= 1.0 and "hit_rate@0.55" in m
-    assert "mean_iou" in result["perturbations"]["downscale_0.5"]["drop"]
+    assert "mean_iou" in result["perturbations"]["jpeg_q75"]["drop"]
+    # halved, the 24x20 images are under half a 32x32 tile: counted as "cannot judge", not scored
+    assert result["cannot_judge"]["downscale_0.5"]["count"] == 8 and "clean" not in result["cannot_judge"]
+    assert result["perturbations"]["downscale_0.5"]["metrics"] == {}
     with pytest.raises(ValueError, match="unpinned"):
         validate_result(result)  # a random init is never leaderboard material
 

@@ -31,6 +31,11 @@ class BadImageError(HubdetError, ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class UnsupportedImageError(BadImageError):
+    """A readable image whose samples hubdet cannot interpret faithfully (e.g. floating-point values outside [0, 1],
+    a floating-point RGB TIFF): a detector answers "cannot judge" for it rather than a verdict."""
+
+
 class CheckpointError(HubdetError, ValueError):
     """A checkpoint is missing files, has mismatched tensors or an unsafe format."""
 

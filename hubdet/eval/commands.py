@@ -205,6 +205,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         t = r["timing"]
         _out(f"{r['model']['id']} on {r['dataset']['name']}: {t['n_forward']} predictions in {t['seconds']:.2f} s "
              f"({t['images_per_second']:.1f} images/s, {t['device']})")
+        for name, unjudged in (r.get("cannot_judge") or {}).items():
+            first = unjudged["files"][0]
+            _out(f"  {name}: {unjudged['count']} image(s) the detector cannot judge, not scored (e.g. "
+                 f"{first['file']}: {first['reason']})")
     if args.output:
         path = write_results(results, args.output)
         _out(f"wrote {path}")

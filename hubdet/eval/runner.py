@@ -214,6 +214,9 @@ def run_predictions(
             rec = out[p.name]
             rec.seconds += time.perf_counter() - t0
             for i, pred in enumerate(preds):
+                if not pred.judged:  # counted separately, never scored
+                    rec.cannot_judge.append((files[i], str(pred.reason)))
+                    continue
                 rec.files.append(files[i])
                 rec.labels.append(int(batch["label"][i]))
                 rec.probs.append(float(pred.prob))
@@ -321,6 +324,7 @@ def predict_records(
         rows = accelerator.gather_for_metrics(rec.rows(), use_gather_object=True)
         secs = accelerator.gather_for_metrics([rec.seconds], use_gather_object=True)
         gathered[name] = Records.from_rows(rows, seconds=max(secs))
+        gathered[name].cannot_judge = accelerator.gather_for_metrics(rec.cannot_judge, use_gather_object=True)
     return gathered
 
 
@@ -343,11 +347,18 @@ def build_result(
 
     clean_name = perturbations[0].name
     clean = records[clean_name]
+    if not clean.labels and clean.cannot_judge:
+        file, reason = clean.cannot_judge[0]
+        raise ValueError(f"{model.id} cannot judge any of the {len(clean.cannot_judge)} image(s) of {dataset.name} "
+                         f"(e.g. {file}: {reason})")
     threshold = model.threshold
     metrics = compute_metrics(clean, threshold=threshold, kinds=kinds)
     per_gen, per_src = breakdowns(clean, threshold=threshold, kinds=kinds)
     perturbed: dict[str, Any] = {}
     for p in perturbations[1:]:
+        if not records[p.name].labels:  # the perturbation left nothing the detector can judge (see cannot_judge)
+            perturbed[p.name] = {"spec": p.describe(), "metrics": {}, "drop": {}}
+            continue
         m = compute_metrics(records[p.name], threshold=threshold, kinds=kinds)
         perturbed[p.name] = {"spec": p.describe(), "metrics": m, "drop": metric_drops(metrics, m)}
     seconds = sum(r.seconds for r in records.values())
@@ -378,6 +389,10 @@ def build_result(
             "num_processes": num_processes,
         },
     }
+    unjudged = {p.name: records[p.name].cannot_judge for p in perturbations if records[p.name].cannot_judge}
+    if unjudged:  # images the detector cannot judge (too small, extreme aspect ratio...): counted, not scored
+        result["cannot_judge"] = {name: {"count": len(rows), "files": [{"file": f, "reason": r} for f, r in rows[:50]]}
+                                  for name, rows in unjudged.items()}
     validate_result(result, where=f"result of {model.id} on {dataset.name}", require_pinned=False)
     return result
 

@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hubdet._core.config import StrictConfig
-from hubdet._core.errors import CheckpointError
+from hubdet._core.errors import BadImageError, CheckpointError
+from hubdet.data.policy import InputPolicy
 from hubdet.models import calibration as cal_lib
 from hubdet.models.config import DetectorConfig
 from hubdet.models.output import DetectorOutput, Prediction
@@ -61,18 +62,18 @@ def drop_external(module: nn.Module, state: dict[str, torch.Tensor]) -> dict[str
 STABILITY_CHECKS = ("jpeg_q75", "downscale_0.5", "blur_s1")
 
 
-def with_stability(run: Callable[[list[Any], int], list[Prediction]],
-                   checks: Sequence[str] = STABILITY_CHECKS) -> Callable[[list[Any], int], list[Prediction]]:
-    """Wrap a batch prediction ``run(images, start)`` so that it also predicts each degraded copy of the images and
-    turns a verdict that any copy disagrees with into ``uncertain`` (the probability stays the original's)."""
+def with_stability(run: Callable[[list[Any], list[int]], list[Prediction]], checks: Sequence[str] = STABILITY_CHECKS
+                   ) -> Callable[[list[Any], list[int]], list[Prediction]]:
+    """Wrap a batch prediction ``run(images, positions)`` so that it also predicts each degraded copy of the images
+    and turns a verdict that any copy disagrees with into ``uncertain`` (the probability stays the original's)."""
     from hubdet.data.perturb import apply_perturbation, get_perturbation
 
     perturbations = [get_perturbation(name) for name in checks]
 
-    def stable_run(batch: list[Any], start: int) -> list[Prediction]:
-        preds = run(batch, start)
-        copies = {p.name: run([apply_perturbation(im, p, key=str(start + i)) for i, im in enumerate(batch)], start)
-                  for p in perturbations}
+    def stable_run(batch: list[Any], positions: list[int]) -> list[Prediction]:
+        preds = run(batch, positions)
+        copies = {p.name: run([apply_perturbation(im, p, key=str(k)) for im, k in zip(batch, positions, strict=True)],
+                              positions) for p in perturbations}
         for i, pred in enumerate(preds):
             verdicts = {name: copy[i].verdict for name, copy in copies.items()}
             stable = all(v == pred.verdict for v in verdicts.values())
@@ -84,6 +85,17 @@ def with_stability(run: Callable[[list[Any], int], list[Prediction]],
         return preds
 
     return stable_run
+
+
+def _decode(item: Any) -> tuple[Any, list[str], str | None]:
+    """``(RGB image, decoder notes, None)``, or ``(None, [], reason naming the input)`` when it cannot be read."""
+    from hubdet.data.imageio import open_image
+
+    try:
+        img, info = open_image(item)
+    except BadImageError as exc:
+        return None, [], str(exc)
+    return img, info.notes, None
 
 
 class Detector(nn.Module):
@@ -220,46 +232,79 @@ class Detector(nn.Module):
         return cal_lib.verdict(prob, self.config.calibration)
 
     # ------------------------------------------------------------------ prediction
+    def input_policy(self) -> InputPolicy:
+        """What this detector can judge (minimum size, maximum aspect ratio), derived from its preprocessing by
+        :func:`~hubdet.models.preprocessing.input_policy_for`. Families that see the image differently (tiles,
+        blocks, members) override it or :meth:`cannot_judge_reason`."""
+        from hubdet.models.preprocessing import input_policy_for
+
+        return input_policy_for(self.config.preprocess)
+
+    def cannot_judge_reason(self, width: int, height: int) -> str | None:
+        """Why this detector cannot judge an image of ``width x height`` pixels, or None if it can."""
+        return self.input_policy().refusal(width, height)
+
     def predict(self, images: Iterable[Any] | Any, *, batch_size: int = 32, stability: bool = False
                 ) -> list[Prediction]:
-        """Calibrated predictions for PIL images, paths, bytes or arrays (decoded by the shared decoder).
+        """Calibrated predictions for PIL images, paths, bytes or arrays (decoded by the shared decoder), in order.
+
+        An input that cannot be decoded, has an unsupported sample format or that this detector cannot judge
+        (:meth:`cannot_judge_reason`) gets ``Prediction.cannot_judge(reason)`` (verdict ``"cannot_judge"``, prob
+        None); the others are scored as usual. Nothing is raised for one bad image.
 
         ``stability=True`` also scores degraded copies of every image (:data:`STABILITY_CHECKS`: JPEG quality 75,
         half size, mild blur; the perturbations of the robustness protocol) and answers ``uncertain`` when any of
         them disagrees with the original's verdict, so a re-saved copy of a photo cannot flip the answer; the copies'
         probabilities are in ``extra["stability"]``. It costs one more prediction per check.
-
-        Raises :class:`hubdet._core.errors.BadImageError` naming the first input that cannot be decoded.
         """
         if isinstance(images, (str, os.PathLike, bytes)) or not isinstance(images, Iterable) or hasattr(images, "size"):
             images = [images]
 
-        def run(batch: list[Any], _start: int) -> list[Prediction]:
+        def run(batch: list[Any], _positions: list[int]) -> list[Prediction]:
             return self._predict_images(batch)
 
         return self._predict_batched(images, batch_size, with_stability(run) if stability else run)
 
     def _predict_batched(
-        self, images: Iterable[Any], batch_size: int, run: Callable[[list[Any], int], list[Prediction]]
+        self, images: Iterable[Any], batch_size: int, run: Callable[[list[Any], list[int]], list[Prediction]]
     ) -> list[Prediction]:
-        """Decode ``images`` in batches of ``batch_size`` (in parallel, in input order) and call ``run(decoded,
-        start)`` on each in eval and inference mode; ``start`` is the batch's first index."""
-        from hubdet.data.imageio import load_image
+        """Decode ``images`` in batches of ``batch_size`` (in parallel, in input order); answer "cannot judge" for
+        those that do not decode or that this detector cannot judge, and call ``run(decoded, positions)`` on the
+        others in eval and inference mode (``positions``: their indices in ``images``)."""
         from hubdet.models.preprocessing import thread_map
 
         was_training = self.training
         self.eval()
         results: list[Prediction] = []
         batch: list[Any] = []
+
+        def flush() -> None:
+            decoded = thread_map(_decode, batch)  # decoded in parallel (PIL releases the GIL), in input order
+            answers: list[Prediction | None] = [None] * len(batch)
+            todo, where = [], []
+            for i, (img, notes, error) in enumerate(decoded):
+                reason = error if img is None else self.cannot_judge_reason(img.width, img.height)
+                if reason is not None:
+                    size = (0, 0) if img is None else img.size
+                    answers[i] = Prediction.cannot_judge(reason, width=size[0], height=size[1], notes=notes)
+                else:
+                    todo.append(img)
+                    where.append(i)
+            if todo:
+                for i, pred in zip(where, run(todo, [len(results) + i for i in where]), strict=True):
+                    pred.notes = list(decoded[i][1]) + [n for n in pred.notes if n not in decoded[i][1]]
+                    answers[i] = pred
+            results.extend(a for a in answers if a is not None)
+            batch.clear()
+
         try:
             with torch.inference_mode():
                 for item in images:
                     batch.append(item)
-                    if len(batch) == batch_size:  # decoded in parallel (PIL releases the GIL), in input order
-                        results.extend(run(thread_map(load_image, batch), len(results)))
-                        batch = []
+                    if len(batch) == batch_size:
+                        flush()
                 if batch:
-                    results.extend(run(thread_map(load_image, batch), len(results)))
+                    flush()
         finally:
             self.train(was_training)
         return results

@@ -16,7 +16,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="real/fake verdict (and inpainted box) for images",
         description="Print the calibrated fake probability, the verdict and (for box-capable detectors) the box "
         "of the inpainted region, in pixels of the original image, for each image. A file that cannot be decoded "
-        "gets an error line; the others still get results and the exit status is 1.",
+        "gets an error line, an image the detector cannot judge (too small, extreme aspect ratio, unsupported "
+        "sample format) a cannot_judge line with the reason, and a file in a folder that is not an image a "
+        "skipped line; the others still get results and the exit status is 1. A folder without images, or no "
+        "image at all, is an error (exit status 2). Notes on stderr say what the decoder normalised (e.g. only "
+        "the first frame of an animated image is scored).",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     p.add_argument("--model", required=True, metavar="NAME_OR_PATH",
@@ -44,18 +48,35 @@ def _out(text: str, *, err: bool = False) -> None:
     print(text, file=sys.stderr if err else sys.stdout)  # noqa: T201
 
 
-def _expand(paths: list[str]) -> list[str]:
-    """Files as given; folders expanded to their image files (sorted, recursive)."""
-    from hubdet.data.imageio import is_image_file
+def _expand(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files as given; folders expanded to their image files (sorted, recursive, hidden entries left out).
+
+    Returns the files to score and the folder entries that will not be (``(path, reason)``: files without an image
+    extension). Raises ValueError naming the folders when there is nothing at all to score."""
+    from hubdet.data.imageio import IMAGE_EXTENSIONS, is_image_file
 
     out: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    empty: list[str] = []
     for item in paths:
         path = Path(item)
-        if path.is_dir():
-            out += sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_file(p))
-        else:
+        if not path.is_dir():
             out.append(item)
-    return out
+            continue
+        entries = sorted(p for p in path.rglob("*")
+                         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        images = [str(p) for p in entries if is_image_file(p)]
+        skipped += [(str(p), f"not an image file (extension {p.suffix or 'none'!r}), skipped")
+                    for p in entries if not is_image_file(p)]
+        out += images
+        if not images:
+            others = f"; its {len(entries)} other file(s) are not images" if entries else ""
+            empty.append(f"{path}: folder holds no image files{others}")
+    if not out:
+        known = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise ValueError("no image to score: " + "; ".join(empty or ["no input"]) + f" (image extensions: {known})")
+    skipped += [(e.split(": ", 1)[0], e.split(": ", 1)[1]) for e in empty]
+    return out, skipped
 
 
 def load_detector(name_or_path: str, *, revision: str | None = None) -> Any:
@@ -78,18 +99,18 @@ def _fmt_box(box: list[float] | None) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from hubdet._core.errors import BadImageError
-    from hubdet.data.imageio import load_image
+    from hubdet._core.errors import BadImageError, UnsupportedImageError
+    from hubdet.data.imageio import open_image
 
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
+    files, skipped = _expand(args.images)
     detector = load_detector(args.model, revision=args.revision)
-    files = _expand(args.images)
     rows: list[dict[str, Any]] = []
     failed = 0
     as_json = args.json
     if not as_json:
-        _out(f"{'file':<40} {'prob_fake':>9}  {'verdict':<9}  box [xmin, ymin, xmax, ymax] px")
+        _out(f"{'file':<40} {'prob_fake':>9}  {'verdict':<9}  box [xmin, ymin, xmax, ymax] px, or the reason")
 
     def emit(row: dict[str, Any]) -> None:
         rows.append(row)
@@ -100,27 +121,51 @@ def _predict(args: argparse.Namespace) -> int:
             return
         if "error" in row:
             _out(f"{row['file']:<40} {'-':>9}  {'error':<9}  {row['error']}")
+        elif row["prob_fake"] is None:
+            _out(f"{row['file']:<40} {'-':>9}  {row['verdict']:<9}  {row['reason']}")
         else:
             _out(f"{row['file']:<40} {row['prob_fake']:>9.4f}  {row['verdict']:<9}  {_fmt_box(row['box'])}")
 
+    for name, reason in skipped:
+        failed += 1
+        _out(f"hubdet predict: skipped: {name}: {reason}", err=True)
     for start in range(0, len(files), args.batch_size):
         chunk = files[start:start + args.batch_size]
         results: list[dict[str, Any] | None] = [None] * len(chunk)
+        notes: dict[int, list[str]] = {}
         images, where = [], []
         for i, name in enumerate(chunk):
             try:
-                images.append(load_image(name))
-                where.append(i)
+                img, info = open_image(name)
+            except UnsupportedImageError as exc:  # readable, but its samples cannot be judged
+                failed += 1
+                _out(f"hubdet predict: cannot judge: {exc}", err=True)
+                results[i] = {"file": name, "prob_fake": None, "logit": None, "verdict": "cannot_judge",
+                              "reason": exc.reason}
+                continue
             except BadImageError as exc:
                 failed += 1
                 _out(f"hubdet predict: error: {exc}", err=True)
                 results[i] = {"file": name, "error": exc.reason}
+                continue
+            notes[i] = [f"animated image with {info.n_frames} frames: only the first frame was scored"
+                        if n.startswith("animated") else n for n in info.notes]
+            for note in notes[i]:
+                _out(f"hubdet predict: note: {name}: {note}", err=True)
+            images.append(img)
+            where.append(i)
         if images:
             for i, pred in zip(where, detector.predict(images, batch_size=args.batch_size), strict=True):
+                if not pred.judged:
+                    failed += 1
+                    _out(f"hubdet predict: cannot judge: {chunk[i]}: {pred.reason}", err=True)
+                pred.notes = notes[i] + pred.notes
                 results[i] = {"file": chunk[i], **pred.to_dict()}
         for row in results:
             if row is not None:
                 emit(row)
+    for name, reason in skipped:
+        emit({"file": name, "error": reason})
     if as_json:
         _out(json.dumps(rows, indent=2))
     return 1 if failed else 0

@@ -50,6 +50,7 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import CheckpointError, ConfigError
+from hubdet.data.policy import InputPolicy
 from hubdet.models import calibration as cal_lib
 from hubdet.models._registry import create_detector, from_pretrained, register_detector, register_family
 from hubdet.models.base import WEIGHTS_NAME, Detector, checkpoint_sha256
@@ -226,6 +227,27 @@ class EnsembleDetector(Detector):
             member.eval()
         return self
 
+    # ------------------------------------------------------------------ what it can judge
+    def _member_refusal(self, k: int, reason: str) -> str:
+        member = self.members[k]
+        return f"{reason} [ensemble member {k}: {member.config.name or member.family}]"
+
+    def input_policy(self) -> InputPolicy:
+        """The strictest of the members' policies: the fusion needs every member's logit."""
+        policies = [m.input_policy() for m in self.members]
+        out = policies[0]
+        for other in policies[1:]:
+            out = out.strictest(other)
+        return out
+
+    def cannot_judge_reason(self, width: int, height: int) -> str | None:
+        """The first member's reason (naming the member): the ensemble judges only what every member judges."""
+        for k, member in enumerate(self.members):
+            reason = member.cannot_judge_reason(width, height)
+            if reason is not None:
+                return self._member_refusal(k, reason)
+        return None
+
     # ------------------------------------------------------------------ fusion
     def fusion_weights(self) -> torch.Tensor:
         """The (normalised) per-member weights of the ``weighted``/``mean`` fusions, or the linear layer's."""
@@ -385,8 +407,8 @@ class EnsembleDetector(Detector):
             if len(preds) != len(images):
                 raise ConfigError(f"predict_with: member {k} has {len(preds)} predictions for {len(images)} images")
 
-        def run(chunk: list[Any], start: int) -> list[Prediction]:
-            known = {k: list(p[start : start + len(chunk)]) for k, p in member_predictions.items()}
+        def run(chunk: list[Any], positions: list[int]) -> list[Prediction]:
+            known = {k: [p[i] for i in positions] for k, p in member_predictions.items()}
             return self.fuse_predictions(chunk, self._member_predictions(chunk, known))
 
         return self._predict_batched(images, batch_size, run)
@@ -401,6 +423,17 @@ class EnsembleDetector(Detector):
         Each member's logit is divided by its temperature, fused, calibrated; the box comes from the box member."""
         if len(per_member) != len(self.members) or any(len(p) != len(images) for p in per_member):
             raise ConfigError(f"fuse_predictions: expected {len(self.members)} members x {len(images)} predictions")
+        unjudged: dict[int, str] = {}  # image -> the first member's reason: the fusion needs every member's logit
+        for k, preds in enumerate(per_member):
+            for i, pred in enumerate(preds):
+                if not pred.judged and i not in unjudged:
+                    unjudged[i] = self._member_refusal(k, pred.reason or "")
+        if unjudged:
+            keep = [i for i in range(len(images)) if i not in unjudged]
+            kept = iter(self.fuse_predictions([images[i] for i in keep], [[p[i] for i in keep] for p in per_member])
+                        if keep else [])
+            return [Prediction.cannot_judge(unjudged[i], width=images[i].width, height=images[i].height)
+                    if i in unjudged else next(kept) for i in range(len(images))]
         member_logits = self._scaled_logits(per_member, len(images))
         fused = self.fuse(member_logits.to(self.device)).float().cpu()
         preds = self._to_predictions(images, fused, None, None, normalised=False)
@@ -419,6 +452,33 @@ class EnsembleDetector(Detector):
                 if len(self.box_members) > 1:
                     pred.extra["box_from"] = self.members[j].config.name or self.members[j].family
         return preds
+
+    # ------------------------------------------------------------------ explanation
+    #: What :meth:`explain_map` shows (the app's heatmap label).
+    explanation_method = "members' maps weighted as the fusion weighs their logits"
+
+    def explain_map(self, image: Any, member_maps: Mapping[int, Any] | None = None) -> Any:
+        """``[H, W]`` map in [0, 1]: each member's own explanation (:func:`hubdet.models.explain.explain`; those in
+        ``member_maps`` are reused) weighted by how much the fusion counts its logit (fusion weight over its
+        temperature; members the fusion counts against are left out)."""
+        import numpy as np
+
+        from hubdet.models.explain import explain
+
+        weights = (self.fusion_weights().float().cpu() / torch.tensor(self._temperatures())).tolist()
+        total, norm = None, 0.0
+        for k, (member, weight) in enumerate(zip(self.members, weights, strict=True)):
+            if weight <= 0:
+                continue
+            heat = (member_maps or {}).get(k)
+            if heat is None:
+                heat = explain(member, image)[0]
+            heat = np.asarray(heat, dtype=np.float32)
+            total = heat * weight if total is None else total + heat * weight
+            norm += weight
+        if total is None:
+            return np.zeros((image.height, image.width), np.float32)
+        return total / norm
 
     # ------------------------------------------------------------------ save / load
     def tensors_to_save(self) -> dict[str, torch.Tensor]:

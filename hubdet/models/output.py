@@ -26,22 +26,43 @@ class DetectorOutput:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+#: The verdict of an image a detector cannot judge (too small, extreme aspect ratio, unsupported sample format,
+#: unreadable): ``prob`` and ``logit`` are None and ``reason`` says why.
+CANNOT_JUDGE = "cannot_judge"
+
+
 @dataclass
 class Prediction:
     """One image's calibrated verdict, as returned by ``Detector.predict``.
 
     ``box`` is in pixels of the ORIGINAL image (``[xmin, ymin, xmax, ymax]``), ``None`` if the detector has no box
-    head or finds no region.
+    head or finds no region. An image the detector cannot judge has ``verdict == "cannot_judge"``, ``prob`` and
+    ``logit`` None and the ``reason`` (see :meth:`cannot_judge`); ``notes`` say what the decoder normalised
+    (e.g. "animated image with 3 frames: only the first frame is used").
     """
 
-    prob: float
-    logit: float
-    verdict: str  # "real" | "fake" | "uncertain"
+    prob: float | None
+    logit: float | None
+    verdict: str  # "real" | "fake" | "uncertain" | "cannot_judge"
     box: list[float] | None = None
     box_score: float | None = None
     width: int = 0
     height: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None  # why there is no verdict (verdict "cannot_judge")
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def cannot_judge(cls, reason: str, *, width: int = 0, height: int = 0, notes: list[str] | None = None
+                     ) -> Prediction:
+        """The answer for an image that cannot be judged: no probability, no verdict, the reason."""
+        return cls(prob=None, logit=None, verdict=CANNOT_JUDGE, width=width, height=height, reason=reason,
+                   notes=list(notes or []))
+
+    @property
+    def judged(self) -> bool:
+        """Whether there is a verdict (False for "cannot judge")."""
+        return self.verdict != CANNOT_JUDGE
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,5 +73,7 @@ class Prediction:
             "box_score": self.box_score,
             "width": self.width,
             "height": self.height,
+            **({"reason": self.reason} if self.reason is not None else {}),
+            **({"notes": list(self.notes)} if self.notes else {}),
             **({"extra": self.extra} if self.extra else {}),
         }

@@ -27,7 +27,7 @@ class DetectorRun:
     """One detector's predictions on the images of a :func:`predict_many` call, or why there are none."""
 
     name: str
-    predictions: list[Prediction] | None = None
+    predictions: list[Prediction] | None = None  # one per image; "cannot judge" ones have verdict "cannot_judge"
     error: str | None = None  # "ExceptionType: message" when the detector failed
     seconds: float = 0.0  # wall time of its predict (for an ensemble that shares: the fusion + members it ran)
     shared_members: dict[str, str] = field(default_factory=dict)  # "k:member name" -> detector it reused
