@@ -299,6 +299,11 @@ class Detector(nn.Module):
     def load_extra(self, folder: Path) -> None:
         """Hook run before the weights are loaded (e.g. a classical head from skops)."""
 
+    def component_sha256(self) -> dict[str, str]:
+        """Digests of detectors this one is made of and stores apart (an ensemble's members): part of its
+        :func:`~hubdet.models.integrity.weights_sha256`, so two ensembles with other members differ."""
+        return {}
+
     def external_files(self) -> list[str]:
         """State files read from outside the folder (``pkg:PACKAGE/PATH``), listed in the manifest with their
         digests so that a changed installed file is refused (e.g. a third-party ONNX graph)."""

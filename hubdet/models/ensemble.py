@@ -220,6 +220,10 @@ class EnsembleDetector(Detector):
         as a skops head; ``None`` for random registry members of an unsaved ensemble)."""
         return list(self._member_sha256)
 
+    def component_sha256(self) -> dict[str, str]:
+        """The members' digests (their weights and state files): part of the ensemble's own weights digest."""
+        return {f"member {i}": d for i, d in enumerate(self._member_sha256) if d is not None}
+
     def train(self, mode: bool = True) -> EnsembleDetector:
         """Members stay in eval mode (frozen); only the fusion follows ``mode``."""
         super().train(mode)

@@ -160,11 +160,10 @@ def resolve_file(root: str | os.PathLike, ref: str) -> Path:
         if not path.is_file():
             raise CheckpointError(f"{ref}: {path} is not in the installed package {package!r}")
         return path
-    base = Path(root).resolve()
-    path = (base / ref).resolve()
-    if not path.is_relative_to(base):
+    rel = Path(ref)
+    if rel.is_absolute() or ".." in rel.parts:  # lexical: Hub snapshots hold symlinks into the cache's blobs
         raise CheckpointError(f"{root}: manifest entry {ref!r} points outside the checkpoint folder")
-    return path
+    return Path(root) / rel
 
 
 def state_files(folder: str | os.PathLike) -> list[str]:
@@ -212,7 +211,8 @@ def weights_sha256(file_digests: Mapping[str, str] | Iterable[str],
                    external_weights: Mapping[str, str] | None = None) -> str:
     """The identity of a detector's weights: the content digest of its one state file, or a SHA-256 over the sorted
     content digests of several (file names do not count). ``external_weights`` (name -> sha256 of frozen weights
-    loaded by name, not stored in the folder) count as more state files."""
+    loaded by name and not stored in the folder, or of the members an ensemble stores apart) count as more state
+    files."""
     digests = sorted([*(file_digests.values() if isinstance(file_digests, Mapping) else file_digests),
                       *(external_weights or {}).values()])
     if not digests:

@@ -180,13 +180,14 @@ class OnnxDetector(Detector):
             merged.setdefault("embedding_dim", len(head_weights[0]))
         if "input_size" not in pre:
             pre["input_size"] = _static_size(path) or (224, 224)
+        config_name = str(meta.get("name", "")) if _is_registry_like(meta.get("name", "")) else ""
         config = DetectorConfig(
             family="onnx",
-            name=str(meta.get("name", "")) if _is_registry_like(meta.get("name", "")) else "",
+            name=config_name,
             args={"model_file": model_ref, **merged},
             preprocess=PreprocessConfig.from_dict(pre, where=f"{where}: preprocessing"),
             weights_source=f"ONNX graph {where}",
-            metadata={"source": where, **{k: v for k, v in meta.items()}},
+            metadata={"source": where, **{k: v for k, v in meta.items() if k != "name" or not config_name}},
         )
         detector = cls(config, folder=path.parent)
         if head_weights is not None:

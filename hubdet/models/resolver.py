@@ -141,7 +141,7 @@ def check_spec(spec: str) -> str | None:
 
         return None if s.target in DETECTORS else f"{s.target!r} is not a registered detector"
     if s.target.startswith((".", "/", "~")) or "/" in s.target:
-        return f"{s.target}: no such file or folder"
+        return f"{s.target}: not found (no such file or folder, and not a Hub repo id)"
     return f"{spec!r} is not {GRAMMAR}"
 
 
@@ -243,7 +243,7 @@ def weights_record(detector: Any) -> Provenance:
     with tempfile.TemporaryDirectory() as tmp:
         detector.save_pretrained(tmp, card=False)
         manifest = json.loads((Path(tmp) / "config.json").read_text())[integrity.MANIFEST_KEY]
-    digest = integrity.weights_sha256(manifest, _external(detector.config))
+    digest = integrity.weights_sha256(manifest, {**_external(detector.config), **detector.component_sha256()})
     if unchanged:  # random registry weights: digested on first use
         prov.sha256, prov.files = digest, manifest
         return prov
@@ -373,8 +373,9 @@ def _load_hubdet_folder(folder: Path, overrides: dict[str, Any]) -> Any:
         digests = {ref: integrity.content_sha256(integrity.resolve_file(folder, ref)) for ref in manifest}
     cls = FAMILIES.get(config.family)
     detector = cls.from_folder(folder, config)
+    parts = {**_external(config), **detector.component_sha256()}
     detector.provenance = Provenance(spec=str(folder), kind="folder", format="hubdet", id=str(folder),
-                                     sha256=integrity.weights_sha256(digests, _external(config)),
+                                     sha256=integrity.weights_sha256(digests, parts),
                                      files=digests, verified=verified, tensors_sha256=tensors_sha256(detector))
     return detector
 
