@@ -19,6 +19,7 @@ file. Specs are parsed by the resolver (:mod:`hubdet.models.resolver`); nothing 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hubdet._core.config import StrictConfig
-from hubdet._core.errors import ConfigError
+from hubdet._core.errors import ConfigError, HubdetError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "defaults" / "detectors.yaml"
 _REGISTRY_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-_LABEL_RE = re.compile(r"^[\w.\- ]{1,64}$")
+_LABEL_RE = re.compile(r"^[\w.\-(), ]{1,64}$")
 
 
 @dataclass
@@ -57,7 +58,8 @@ class DetectorSpec(StrictConfig):
         from hubdet.models.resolver import SpecError, parse_spec
 
         if not self.name or not _LABEL_RE.match(self.name):
-            raise ConfigError(f"detector name {self.name!r}: use 1-64 letters, digits, spaces, '.', '_' or '-'")
+            raise ConfigError(f"detector name {self.name!r}: use 1-64 letters, digits, spaces, '.', '_', '-', "
+                              "',' or parentheses")
         given = [k for k in ("model", "path", "repo_id", "registry") if getattr(self, k)]
         if len(given) != 1:
             raise ConfigError(f"detector {self.name!r}: give exactly one of model, path, repo_id, registry "
@@ -84,15 +86,20 @@ class DetectorSpec(StrictConfig):
 
     def problem(self) -> str | None:
         """A reason this detector cannot be offered right now (cheap checks only: no load, no download), or None."""
+        from hubdet.models.integrity import PACKAGE_PREFIX, resolve_file
         from hubdet.models.resolver import SpecError, check_spec, detect_kind, parse_spec
 
         problem = check_spec(self.model)
         if problem is None:
             spec = parse_spec(self.model)
-            if spec.is_local and spec.kind is None and not spec.target.startswith("pkg:"):
+            if spec.is_local and spec.kind is None and not spec.target.startswith(PACKAGE_PREFIX):
+                folder = Path(spec.target).expanduser()
                 try:
-                    detect_kind(Path(spec.target).expanduser())
-                except (SpecError, ConfigError, OSError) as exc:
+                    if detect_kind(folder) == "hubdet":  # files it reads from installed packages must be there
+                        manifest = json.loads((folder / "config.json").read_text()).get("file_sha256") or {}
+                        for ref in (r for r in manifest if r.startswith(PACKAGE_PREFIX)):
+                            resolve_file(folder, ref)
+                except (SpecError, HubdetError, OSError, ValueError) as exc:
                     return str(exc)
         return problem
 
