@@ -202,7 +202,7 @@ class OnnxDetector(Detector):
         return detector
 
     def source_files(self, path: Path) -> dict[str, Path]:
-        """The graph (what an outside model's provenance digests; a head from a sidecar is in the tensors)."""
+        """State files besides the tensors (a head from a sidecar is in the tensors): the graph."""
         return {self._model_path.name: self._model_path} if self._model_path is not None else {}
 
     @classmethod

@@ -327,13 +327,15 @@ def _load_path(path: Path, kind: str, overrides: dict[str, Any], *, where: str) 
 
         cls = FAMILIES.get(ADAPTERS[kind])
         detector = cls.from_source(path, where=where, **overrides)
-        files = detector.source_files(path)
-        digests = {name: integrity.content_sha256(p) for name, p in files.items()}
+        # the tensors as loaded (the outside file's key names may differ) and any other state file (an ONNX graph):
+        # the digests a save_pretrained copy of this detector has too, so the two are recognised as the same weights
+        tensors = tensors_sha256(detector)
+        digests = {name: integrity.content_sha256(p) for name, p in detector.source_files(path).items()}
+        digests["model.safetensors"] = tensors
         detector.provenance = Provenance(spec=where, kind="folder", format=kind, id=where,
-                                         sha256=integrity.weights_sha256(digests) if digests else None,
-                                         files=digests, tensors_sha256=tensors_sha256(detector))
-        logger.info("%s: an outside %s model (no hubdet manifest to verify; %d weight file(s) digested)",
-                    where, kind, len(digests))
+                                         sha256=integrity.weights_sha256(digests), files=digests,
+                                         tensors_sha256=tensors)
+        logger.info("%s: an outside %s model (no hubdet manifest to verify)", where, kind)
     else:
         raise SpecError(f"{where}: unknown kind {kind!r} (one of {KINDS})")
     detector.eval()

@@ -131,7 +131,8 @@ class TimmDetector(Detector):
         return detector
 
     def source_files(self, path: Path) -> dict[str, Path]:
-        return {WEIGHTS_NAME: path / WEIGHTS_NAME}
+        """State files of the outside checkpoint besides its tensors (none: the weights are all tensors)."""
+        return {}
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None,
                 boxes: torch.Tensor | None = None) -> DetectorOutput:

@@ -88,11 +88,13 @@ def _model_from_config(model_config: dict[str, Any]) -> torch.nn.Module:
 
 
 def _processor_from_config(processor_config: dict[str, Any]) -> Any:
+    """The image processor of a saved config: its PIL backend where transformers has one (as when loaded from the
+    model's folder), else the class the config names (one of transformers' own, never remote code)."""
     transformers = require("transformers", EXTRA, "transformers")
     from transformers.image_processing_base import ImageProcessingMixin
 
     name = str(processor_config["image_processor_type"])
-    cls = getattr(transformers, name, None)
+    cls = getattr(transformers, name + "Pil", None) or getattr(transformers, name, None)  # the PIL backend first
     if not (isinstance(cls, type) and issubclass(cls, ImageProcessingMixin)):
         raise ConfigError(f"image_processor_type {name!r} is not one of transformers' image processors")
     return cls.from_dict(dict(processor_config))
@@ -197,8 +199,8 @@ class TransformersDetector(Detector):
         return cls(config, model=model, processor=processor)
 
     def source_files(self, path: Path) -> dict[str, Path]:
-        """The weight files of an outside checkpoint folder (what its provenance digests)."""
-        return {p.name: p for p in sorted(path.glob("*.safetensors"))}
+        """State files of the outside checkpoint besides its tensors (none: the weights are all tensors)."""
+        return {}
 
     # ------------------------------------------------------------------ preprocessing: the model's processor
     def _processor_pixels(self, images: Any) -> torch.Tensor:
