@@ -36,8 +36,6 @@ ENV_LIST = "HUBDET_DETECTORS"
 ENV_CONFIG = "HUBDET_DETECTORS_CONFIG"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "defaults" / "detectors.yaml"
-_REGISTRY_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
-_REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _LABEL_RE = re.compile(r"^[\w.\-(), ]{1,64}$")
 
 
@@ -66,10 +64,13 @@ class DetectorSpec(StrictConfig):
                               f"(got {given})")
         if self.revision and not self.repo_id:
             raise ConfigError(f"detector {self.name!r}: revision is only meaningful with repo_id")
-        if self.repo_id and not _REPO_RE.match(self.repo_id):
-            raise ConfigError(f"detector {self.name!r}: {self.repo_id!r} is not a Hub repo id like 'org/name'")
-        if self.registry and not _REGISTRY_RE.match(self.registry):
-            raise ConfigError(f"detector {self.name!r}: {self.registry!r} is not a registry name like 'arch.tag'")
+        try:
+            if self.repo_id and not parse_spec(self.repo_id).is_hub:
+                raise ConfigError(f"detector {self.name!r}: {self.repo_id!r} is not a Hub repo id like 'org/name'")
+            if self.registry and not parse_spec(self.registry).is_registry:
+                raise ConfigError(f"detector {self.name!r}: {self.registry!r} is not a registry name like 'arch.tag'")
+        except SpecError as exc:
+            raise ConfigError(f"detector {self.name!r}: {exc}") from None
         if not self.model:  # the format-1 keys: one representation from here on
             self.model = self.path or (f"registry:{self.registry}" if self.registry else
                                        self.repo_id + (f"@{self.revision}" if self.revision else ""))
