@@ -1,9 +1,10 @@
 """Several detectors on the same images, with ensemble member sharing: :func:`predict_many`.
 
 An ensemble compared beside stand-alone detectors that ARE some of its members (the same weights digest over weights
-and other state files, :func:`hubdet.models.integrity.weights_sha256`, and the same predict config) reuses their predictions instead of running those members
-again (:meth:`~hubdet.models.ensemble.EnsembleDetector.predict_with`): the fused result is exactly the ensemble's
-own ``predict``, and each member runs once. The app's compare and batch both call :func:`predict_many`.
+and other state files, :func:`hubdet.models.integrity.weights_sha256`, and the same predict config) reuses their
+predictions instead of running those members again (:meth:`~hubdet.models.ensemble.EnsembleDetector.predict_with`):
+the fused result is exactly the ensemble's own ``predict``, and each member runs once. The app's compare and batch
+both call :func:`predict_many`.
 """
 
 from __future__ import annotations
