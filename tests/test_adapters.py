@@ -240,6 +240,12 @@ def test_non_finite_outputs_name_the_model_and_the_image(outside: dict[str, Path
     with pytest.raises(NonFiniteOutputError) as err:
         det.predict([str(f) for f in images])
     assert str(outside["vit_realfake"]) in str(err.value) and str(images[0]) in str(err.value)
+    from hubdet.eval.robustness import resolve_perturbations
+    from hubdet.eval.runner import run_predictions
+
+    rows = [{"image": Image.open(f), "label": 1, "file": f.name} for f in images]
+    with pytest.raises(NonFiniteOutputError, match=f"{images[0].name} \\(clean\\)"):  # evaluation names the file
+        run_predictions(det, rows, resolve_perturbations(None))
 
 
 # ============================================================================ saved, offline, in ensembles
@@ -257,6 +263,7 @@ def test_adapters_save_as_hubdet_folders_that_load_offline(kind: str, outside: d
     assert not [p for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pkl", ".py")]
     again = hubdet.load_detector(str(folder))
     assert again.provenance.verified and type(again) is type(det)
+    assert again.provenance.sha256 == det.provenance.sha256  # the same weights, wherever they are stored
     assert [p.prob for p in again.predict([str(f) for f in images])] == pytest.approx(before, abs=1e-6)
 
 
@@ -334,8 +341,8 @@ def test_app_compare_endpoint_serves_outside_models(outside: dict[str, Path], tm
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         image = photos(tmp_path, 1)[0]
-        payload = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
-            handle_file(str(image)), list(specs), False, api_name="/compare")
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        payload = client.predict(handle_file(str(image)), list(specs), False, api_name="/compare")
         assert payload["ok"], payload
         for result in payload["results"]:
             direct = pool.get(result["detector"]).predict([str(image)])[0]
@@ -343,6 +350,8 @@ def test_app_compare_endpoint_serves_outside_models(outside: dict[str, Path], tm
         assert [r["family"] for r in payload["results"]] == ["transformers", "timm", "onnx"]
         rows = {r["name"]: r for r in pool.describe()}
         assert rows["vit"]["weights_sha256"] == tensors_sha256(pool.get("vit"))
+        added = client.predict("someone/some-detector", api_name="/add_detector")  # offline here: it says so
+        assert added["ok"] is False and "offline" in added["error"] and added["detectors"] == list(specs)
     finally:
         demo.close()
 

@@ -101,7 +101,7 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
         }
         return state, comparison.preview, comparison.summary["text"] + notes, comparison.to_dict()
 
-    def add_detector(text: str, chosen: list[str] | None) -> tuple[Any, str]:
+    def ui_add_detector(text: str, chosen: list[str] | None) -> tuple[Any, str]:
         """Add a Hub repo by id (loaded once, cached in the pool) and tick it in the chooser."""
         try:
             name = pool.add(text)
@@ -169,8 +169,8 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
         api_btn.click(api_compare, [upload, chooser, explain_box], [raw], api_name="compare",
                       api_description="Run the chosen detectors on one image file; returns per-detector JSON.")
         demo.load(load_example, None, [upload, state, preview, summary, raw], api_visibility="private")
-        add_btn.click(add_detector, [hub_box, chooser], [chooser, add_note], api_visibility="private")
-        gr.api(api_add_detector, api_name="add_detector")
+        add_btn.click(ui_add_detector, [hub_box, chooser], [chooser, add_note], api_visibility="private")
+    gr.api(api_add_detector, api_name="add_detector")
 
 
 def _detector_column(res: dict[str, Any]) -> None:

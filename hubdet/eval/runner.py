@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubdet._core.errors import NonFiniteOutputError
 from hubdet.eval.metrics import binary_metrics, box_metrics, pixel_metrics
 from hubdet.eval.results import PROTOCOL_VERSION, SCHEMA_NAME, DatasetInfo, ModelInfo, validate_result
 from hubdet.eval.robustness import Perturbation, metric_drops, resolve_perturbations
@@ -218,7 +219,12 @@ def run_predictions(
         for p in perturbations:
             t0 = time.perf_counter()
             perturbed = [p(img.convert("RGB"), key=files[i]) for i, img in enumerate(images)]
-            preds = detector.predict(perturbed, batch_size=batch_size)
+            try:
+                preds = detector.predict(perturbed, batch_size=batch_size)
+            except NonFiniteOutputError as exc:  # name the dataset file, not its position in the batch
+                index = getattr(exc, "image_index", None)
+                raise NonFiniteOutputError(f"{exc}" + (f" = {files[index]}" if index is not None else "")
+                                           + f" ({p.name})") from None
             rec = out[p.name]
             rec.seconds += time.perf_counter() - t0
             for i, pred in enumerate(preds):

@@ -172,7 +172,9 @@ class Detector(nn.Module):
                 index = getattr(exc, "image_index", None)
                 where = _image_name(items[index], len(results) + index) if index is not None else (
                     "one of images " + ", ".join(_image_name(x, len(results) + i) for i, x in enumerate(items)))
-                raise NonFiniteOutputError(f"{exc} on {where}") from None
+                err = NonFiniteOutputError(f"{exc} on {where}")
+                err.image_index = None if index is None else len(results) + index  # type: ignore[attr-defined]
+                raise err from None
             except ValueError as exc:  # e.g. scikit-learn refusing NaN features inside a classical head
                 if not _NON_FINITE.search(str(exc)):
                     raise
