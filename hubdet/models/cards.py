@@ -140,8 +140,10 @@ def _weights_text(detector: Any) -> str:
     if not config.file_sha256:
         return "not recorded (saved without a file manifest)"
     parts = {**(getattr(config, "external_weights", None) or {}), **detector.component_sha256()}
+    members = len(detector.component_sha256())
     text = (f"SHA-256 `{weights_sha256(config.file_sha256, parts)}` over {len(config.file_sha256)} file(s) listed "
-            "with their digests in `config.json` (`file_sha256`), checked when the folder loads")
+            "with their digests in `config.json` (`file_sha256`), checked when the folder loads"
+            + (f", and the {members} members' digests (`member_sha256`)" if members else ""))
     init = (config.metadata or {}).get("init_from")
     if isinstance(init, Mapping) and init.get("sha256"):
         where = init.get("id") or init.get("spec")
