@@ -165,8 +165,10 @@ def test_fit_head_and_strict_round_trip(detector, tmp_path):
     state = load_file(str(folder / "model.safetensors"))
     state.pop("head_bias")
     save_file(state, str(folder / "model.safetensors"))
-    with pytest.raises(CheckpointError, match="head_bias"):
+    with pytest.raises(CheckpointError, match="model.safetensors: SHA-256 mismatch"):  # the manifest check first
         from_pretrained(folder)
+    with pytest.raises(CheckpointError, match="head_bias"):  # the strict loader, for weights edited on purpose
+        from_pretrained(folder, verify=False)
 
 
 def test_one_photo_size_image_runs_in_a_few_seconds(detector):

@@ -40,6 +40,19 @@ class CheckpointError(HubdetError, ValueError):
     """A checkpoint is missing files, has mismatched tensors or an unsafe format."""
 
 
+class NonFiniteOutputError(HubdetError, ValueError):
+    """A detector produced a NaN or infinite output; the message names the model and the image."""
+
+
+class HubRepoError(HubdetError, FileNotFoundError):
+    """A Hub repository could not be fetched. ``reason``: ``not_found``, ``revision``, ``gated``, ``offline`` (not in
+    the local cache while ``HF_HUB_OFFLINE`` is set) or ``network``; the message says which and what to check."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class DataLayoutError(HubdetError, FileNotFoundError):
     """A data directory does not have the layout its source publishes."""
 

@@ -151,6 +151,22 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
         }
         return state, comparison.preview, comparison.summary["text"] + notes, comparison.to_dict()
 
+    def ui_add_detector(text: str, chosen: list[str] | None) -> tuple[Any, str]:
+        """Add a Hub repo by id (loaded once, cached in the pool) and tick it in the chooser."""
+        try:
+            name = pool.add(text)
+        except AppInputError as exc:
+            return gr.update(), f"**{exc}**"
+        current = [c for c in (chosen or []) if c != name]
+        return gr.update(choices=pool.names(), value=(current + [name])[-MAX_SIDES:]), f"Added `{name}`."
+
+    def api_add_detector(repo_id: str) -> dict[str, Any]:
+        """Add a Hub image classifier by id (org/name[@revision]); returns its name or why it was refused."""
+        try:
+            return {"ok": True, "name": pool.add(repo_id), "error": None, "detectors": pool.names()}
+        except AppInputError as exc:
+            return {"ok": False, "name": None, "error": str(exc), "detectors": pool.names()}
+
     def load_example(request: gr.Request) -> tuple[Any, Any, Any, str, dict[str, Any]]:
         """``?example=N`` in the page URL runs example N on load (links and the browser test use it)."""
         raw = request.query_params.get("example") if request is not None else None
@@ -174,6 +190,11 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
                 chooser = gr.CheckboxGroup(choices=names, value=default_choice,
                                            label=f"Detectors ({min(MIN_SIDES, len(names))} to {MAX_SIDES})",
                                            elem_id="hubdet-detectors")
+                with gr.Row():
+                    hub_box = gr.Textbox(label="Add a Hub image classifier (org/name[@revision])", scale=3,
+                                         placeholder="umm-maybe/AI-image-detector", elem_id="hubdet-add-id")
+                    add_btn = gr.Button("Add", scale=1, elem_id="hubdet-add")
+                add_note = gr.Markdown(elem_id="hubdet-add-note")
                 explain_box = gr.Checkbox(value=True, label="Explanation heatmaps")
                 compare_btn = gr.Button("Compare", variant="primary", elem_id="hubdet-compare")
                 if example_paths:
@@ -205,6 +226,8 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
                                       "heatmaps only with explain_it=True. Returns per-detector JSON, or ok=false "
                                       "and the reason.", **heavy)
         demo.load(load_example, None, [upload, state, preview, summary, raw], api_visibility="private", **heavy)
+        add_btn.click(ui_add_detector, [hub_box, chooser], [chooser, add_note], api_visibility="private", **heavy)
+    gr.api(api_add_detector, api_name="add_detector", **heavy)
 
 
 def _detector_column(res: dict[str, Any]) -> None:

@@ -23,9 +23,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "the first frame of an animated image is scored).",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
-    p.add_argument("--model", required=True, metavar="NAME_OR_PATH",
-                   help="checkpoint folder, Hub repo id, or registry name (untrained: for smoke tests)")
+    p.add_argument("--model", required=True, metavar="SPEC",
+                   help="detector spec: a checkpoint folder of any kind (hubdet, transformers, timm, .onnx), a Hub "
+                   "repo id org/name[@revision], or a registry name (untrained: for smoke tests); prefix "
+                   "transformers:, timm:/hf-hub:, onnx: or hubdet: to force the kind")
     p.add_argument("--revision", default=None, help="Hub revision of --model")
+    p.add_argument("--fake-label", action="append", default=None, metavar="LABEL",
+                   help="for an outside classifier whose labels are ambiguous: a label that means fake (repeatable)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="load the checkpoint without checking its file digests (only for weights you edited on "
+                   "purpose)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON array instead of a table; each row also carries a `provenance` object (C2PA, "
                    "IPTC source type, generator metadata: evidence beside the verdict, which it never changes)")
@@ -79,21 +86,6 @@ def _expand(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return out, skipped
 
 
-def load_detector(name_or_path: str, *, revision: str | None = None) -> Any:
-    """A checkpoint folder or Hub repo id (``from_pretrained``), or a registry name (untrained)."""
-    import logging
-
-    from hubdet.models import DETECTORS, create_detector, from_pretrained, list_detectors
-
-    list_detectors()  # registers the families
-    if name_or_path in DETECTORS and not Path(name_or_path).exists():
-        logging.getLogger(__name__).warning(
-            "%s is a registry name: an UNTRAINED detector (random head), its verdicts mean nothing", name_or_path
-        )
-        return create_detector(name_or_path)
-    return from_pretrained(name_or_path, revision=revision)
-
-
 def _fmt_box(box: list[float] | None) -> str:
     return "-" if box is None else "[" + ", ".join(f"{v:.0f}" for v in box) + "]"
 
@@ -104,8 +96,11 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
+    from hubdet.models.resolver import load_detector
+
+    overrides = {"fake_labels": args.fake_label} if args.fake_label else {}
+    detector = load_detector(args.model, revision=args.revision, verify=not args.no_verify, **overrides)
     files, skipped = _expand(args.images)
-    detector = load_detector(args.model, revision=args.revision)
     rows: list[dict[str, Any]] = []
     failed = 0
     as_json = args.json
