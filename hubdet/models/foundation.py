@@ -201,9 +201,9 @@ def wheel_file(weights: Weights, name: str) -> Path:
 
 
 def _sha256_of_file(path: Path) -> str:
-    from hubdet._core.files import sha256_file
+    from hubdet.models.integrity import content_sha256
 
-    return sha256_file(path)
+    return content_sha256(path)
 
 
 def converted_weights(name: str) -> Path:
@@ -323,13 +323,10 @@ def _build(name: str) -> tuple[nn.Module, str, Architecture]:
 
 
 def tensor_digest(module: nn.Module) -> str:
-    """SHA-256 over a module's state (names, dtypes, shapes and bytes, sorted by name)."""
-    digest = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
+    """The content digest of a module's state (:func:`hubdet.models.integrity.tensors_sha256`)."""
+    from hubdet.models.integrity import tensors_sha256
+
+    return tensors_sha256(module.state_dict())
 
 
 @dataclass

@@ -28,6 +28,7 @@ import threading
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from hubdet._core.errors import CheckpointError
 
@@ -70,6 +71,26 @@ def content_sha256(path: str | os.PathLike) -> str:
     with _CACHE_LOCK:
         _CACHE[key] = digest
     return digest
+
+
+_SAFETENSORS_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+                       "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
+def tensors_sha256(tensors: Mapping[str, Any]) -> str:
+    """The content digest of in-memory tensors (a state dict): the same definition as a saved ``.safetensors``
+    file's :func:`content_sha256` (``[name, dtype, shape]`` then the bytes, in name order), so a module's digest equals
+    the digest of the file ``save_file(tensors)`` would write."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        dtype = _SAFETENSORS_DTYPES[str(t.dtype).removeprefix("torch.")]
+        h.update(json.dumps([name, dtype, list(t.shape)]).encode() + b"\0")
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _bytes_sha256(path: Path) -> str:
