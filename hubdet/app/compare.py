@@ -43,6 +43,7 @@ class DetectorResult:
     error: str | None = None
     reason: str | None = None  # why the detector cannot judge the image (verdict "cannot_judge", prob None)
     shared_members: dict[str, str] = field(default_factory=dict)  # ensemble member -> detector it reused
+    stability: dict[str, Any] | None = None  # with the stability check: the degraded copies' answers
     box_image: Image.Image | None = None
     heatmap_image: Image.Image | None = None
 
@@ -54,6 +55,7 @@ class DetectorResult:
             "explanation_seconds": self.explanation_seconds, "error": self.error,
             **({"reason": self.reason} if self.reason is not None else {}),
             "shared_members": dict(self.shared_members),
+            **({"stability": self.stability} if self.stability is not None else {}),
         }
 
 
@@ -72,8 +74,11 @@ class Comparison:
 
 
 def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names: Sequence[str] | None, *,
-            explain_it: bool = True, name: str | None = None, max_pixels: int | None = None) -> Comparison:
+            explain_it: bool = True, name: str | None = None, max_pixels: int | None = None,
+            stability: bool = False) -> Comparison:
     """Run the chosen detectors on one upload (at most ``max_pixels`` pixels; default: the decoder's limit).
+    ``stability=True``: each detector also scores degraded copies (JPEG 75, half size, blur) and a verdict that a
+    copy disagrees with becomes ``uncertain`` (:meth:`hubdet.models.base.Detector.predict`; 4x the time).
 
     A detector that cannot judge the image answers ``verdict == "cannot_judge"`` with its ``reason`` (no
     probability, no pictures). Raises :class:`BadImageError` or :class:`AppInputError`."""
@@ -90,7 +95,7 @@ def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names:
     shown, scale = display_copy(decoded.image)
     detectors, failures = pool.load(chosen)
     runs = predict_many(detectors, [decoded.image], digests={n: pool.weights_sha256(n) for n in detectors},
-                        locks={n: pool.lock(n) for n in detectors})
+                        locks={n: pool.lock(n) for n in detectors}, stability=stability)
     results = {n: DetectorResult(detector=n, error=failures.get(n)) for n in chosen}
     for n in detectors:
         _fill(results[n], detectors[n], runs[n], decoded.name)
@@ -120,6 +125,7 @@ def _fill(result: DetectorResult, detector: Any, run: Any, file: str) -> None:
         result.reason = pred.reason
         return
     result.prob_fake = float(pred.prob)
+    result.stability = pred.extra.get("stability")
     result.box = [round(float(v), 1) for v in pred.box] if pred.box is not None else None
     result.box_score = float(pred.box_score) if pred.box_score is not None else None
 

@@ -93,13 +93,13 @@ class _Guard:
 
 # ---------------------------------------------------------------------------------------------------- Compare
 def _run_compare(pool: DetectorPool, guard: _Guard, request: Any, file: Any, chosen: list[str] | None,
-                 explain_it: bool | None) -> tuple[Comparison | None, str]:
+                 explain_it: bool | None, stability: bool | None = False) -> tuple[Comparison | None, str]:
     """The comparison, or None and the reason it was refused (every refusal is a message, never an exception)."""
     path = _file_path(file)
     try:
         guard.admit(request, [path])
         return compare(pool, path, chosen, explain_it=bool(explain_it), name=_display_name(path),
-                       max_pixels=guard.limits.max_pixels), ""
+                       max_pixels=guard.limits.max_pixels, stability=bool(stability)), ""
     except BadImageError as exc:
         return None, f"Cannot analyse `{exc.path}`: {exc.reason}."
     except AppInputError as exc:
@@ -130,16 +130,17 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
     default_choice = names[:MAX_SIDES]
 
     def api_compare(file: Any, chosen: list[str] | None = None, explain_it: bool | None = False,
-                    request: gr.Request = None) -> dict[str, Any]:
+                    stability: bool | None = False, request: gr.Request = None) -> dict[str, Any]:
         """Run the chosen detectors (default: the first four offered) on one image file; explanation heatmaps only
-        with ``explain_it=True``. Returns per-detector JSON, or ``ok: false`` and the reason."""
+        with ``explain_it=True``; ``stability=True`` also scores degraded copies (a verdict a copy disagrees with
+        becomes "uncertain"). Returns per-detector JSON, or ``ok: false`` and the reason."""
         comparison, error = _run_compare(pool, guard, request, file, default_choice if chosen is None else chosen,
-                                         bool(explain_it))
+                                         bool(explain_it), bool(stability))
         return comparison.to_dict() if comparison is not None else _error_payload(error)
 
-    def ui_compare(file: Any, chosen: list[str] | None, explain_it: bool,
+    def ui_compare(file: Any, chosen: list[str] | None, explain_it: bool, stability: bool = False,
                    request: gr.Request = None) -> tuple[Any, Any, str, dict[str, Any]]:
-        comparison, error = _run_compare(pool, guard, request, file, chosen, explain_it)
+        comparison, error = _run_compare(pool, guard, request, file, chosen, explain_it, stability)
         if comparison is None:
             gr.Warning(error)
             return None, None, f"**{error}**", _error_payload(error)
@@ -176,7 +177,7 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
             path = example_paths[int(raw) % len(example_paths)]
         except ValueError:
             return gr.update(), gr.update(), gr.update(), f"**?example={raw}: expected a number**", gr.update()
-        state, preview, text, payload = ui_compare(path, default_choice, True, request)
+        state, preview, text, payload = ui_compare(path, default_choice, True, False, request)
         servable = any(Path(path).resolve().is_relative_to(Path(d).resolve()) for d in (tempfile.gettempdir(), "."))
         return (path if servable else gr.update()), state, preview, text, payload
 
@@ -196,6 +197,8 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
                     add_btn = gr.Button("Add", scale=1, elem_id="hubdet-add")
                 add_note = gr.Markdown(elem_id="hubdet-add-note")
                 explain_box = gr.Checkbox(value=True, label="Explanation heatmaps")
+                stability_box = gr.Checkbox(value=False, label="Stability check (JPEG, half size, blur; 4x slower)",
+                                            elem_id="hubdet-stability")
                 compare_btn = gr.Button("Compare", variant="primary", elem_id="hubdet-compare")
                 if example_paths:
                     gr.Examples(examples=[[p] for p in example_paths], inputs=[upload], label="Examples")
@@ -214,17 +217,18 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
 
         with gr.Accordion("Raw results (JSON)", open=False):
             raw = gr.JSON(label="comparison")
-        compare_btn.click(ui_compare, [upload, chooser, explain_box], [state, preview, summary, raw],
+        compare_btn.click(ui_compare, [upload, chooser, explain_box, stability_box], [state, preview, summary, raw],
                           api_visibility="private", **heavy)
         # the API's own inputs: their values are the documented defaults a client gets when it leaves them out
         api_file = gr.File(visible=False, type="filepath")
         api_chosen = _optional_choice(gr.CheckboxGroup(choices=names, value=default_choice, visible=False))
         api_explain = gr.Checkbox(value=False, visible=False)
+        api_stability = gr.Checkbox(value=False, visible=False)
         api_btn = gr.Button(visible=False)
-        api_btn.click(api_compare, [api_file, api_chosen, api_explain], [raw], api_name="compare",
+        api_btn.click(api_compare, [api_file, api_chosen, api_explain, api_stability], [raw], api_name="compare",
                       api_description="Run the chosen detectors (default: the first four) on one image file; "
-                                      "heatmaps only with explain_it=True. Returns per-detector JSON, or ok=false "
-                                      "and the reason.", **heavy)
+                                      "heatmaps only with explain_it=True; stability=True also scores degraded "
+                                      "copies. Returns per-detector JSON, or ok=false and the reason.", **heavy)
         demo.load(load_example, None, [upload, state, preview, summary, raw], api_visibility="private", **heavy)
         add_btn.click(ui_add_detector, [hub_box, chooser], [chooser, add_note], api_visibility="private", **heavy)
     gr.api(api_add_detector, api_name="add_detector", **heavy)
@@ -251,6 +255,12 @@ def _column_markdown(res: dict[str, Any]) -> str:
         return f"{head}\n\n**cannot judge** this image: {res.get('reason') or 'no reason given'}"
     lines = [head, f"verdict: **{str(res['verdict']).upper()}**", f"fake probability: **{res['prob_fake']:.3f}**",
              f"time: {1000 * float(res['seconds']):.0f} ms"]
+    stab = res.get("stability")
+    if stab:
+        copies = ", ".join(f"{name} {c['verdict']} ({c['prob_fake']:.2f})" for name, c in stab["checks"].items()
+                           if c.get("prob_fake") is not None)
+        lines.append(("stable: every degraded copy agrees" if stab["stable"] else
+                      f"**unstable**: was {stab['original_verdict']}, a degraded copy disagrees") + f" ({copies})")
     if res.get("shared_members"):
         shared = ", ".join(f"{member} from {src}" for member, src in res["shared_members"].items())
         lines.append(f"shared member predictions: {shared} (not run again; the time is the fusion plus the members "
