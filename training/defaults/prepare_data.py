@@ -11,14 +11,26 @@ Inputs (each optional except ``--shared-data``; missing ones are logged and skip
 Outputs under ``--out`` (default ``work_data/defaults``, ignored by git):
 
 - ``classify/``: a ``folder`` source (``Real/``, ``Fake/``, ``labels.csv`` with ``split``, ``generator``,
-  ``origin``). Every image of BOTH classes goes through the same view and JPEG at a random quality in [70, 95], so
-  codec, size and JPEG grid alignment give nothing away. The view (``--view``) is by default a 224-pixel crop at
-  the image's native resolution (``native``: images smaller than 224 are enlarged first; the generators' pixel
+  ``origin``, ``group``). Every image of BOTH classes goes through the same view and JPEG at a random quality in
+  [60, 95], so codec, size and JPEG grid alignment give nothing away. The view (``--view``) is by default a 224-pixel
+  crop at the image's native resolution (``native``: images smaller than 224 are enlarged first; the generators' pixel
   traces are not resampled away, and content matters less); ``rescale`` is a random-scale crop resized to 224.
-  ``native`` was chosen on validation and on grouped cross-validation over train+validation (groups = generators
-  and real sources), not on the test split. The ``test`` split holds
-  generators and real sources never seen in training (the "unseen" evaluation); ``validation`` is a random 15% of
-  the rest, grouped by source image.
+  Train and validation images get up to ``--max-views`` views, each augmented alike for both classes
+  (:data:`TRAIN_AUGMENT`: mild colour jitter, a downscale with p 0.25, then the JPEG); ``test`` gets one plain view
+  (JPEG 70-95, the first bundled detectors' protocol); ``validation_web`` and ``test_web`` are whole files in their
+  own format (detectors see them through their own preprocessing). Splits:
+
+  - ``train`` / ``validation`` (a random 15% of the rest, grouped by source image): fitting and model choice;
+  - ``test``: generators and real sources never seen in training (:data:`HELDOUT_GENERATORS`,
+    :data:`HELDOUT_REAL_ORIGINS`, and the gallery2 families of :data:`GALLERY2_HELDOUT_FAMILIES`, whose relatives
+    (:data:`NEVER_TRAIN_ON` patterns, e.g. every SDXL or FLUX variant) are kept out of training too);
+  - ``validation_web`` / ``test_web``: web images of the ``--extra`` folders (each with ``labels.csv``: ``file``,
+    ``label``, ``generator``, ``source``, optional ``heldout_family``): 30% of the real sources (seed 2028) and the
+    held-out generator families go to ``test_web``, a part of the rest to ``validation_web``, which model choice
+    may read (``test`` and ``test_web`` are read once, by the final evaluation).
+
+  The split definition is fixed before any model is evaluated on it; ``native`` and the augmentations were chosen on
+  validation and on grouped cross-validation over train+validation (groups = generators and real sources).
 - ``inpaint/``: a ``folder`` source made with ``hubdet.make_inpainting_benchmark`` from 1024x768 crops of the
   Debian photos, the photo groups split across the backends (telea, ns, fsr-fast, patchmatch) and across
   train/validation; ``inpaint_pairs`` of the shared data is the unseen test set (object removal by another tool).
@@ -26,7 +38,8 @@ Outputs under ``--out`` (default ``work_data/defaults``, ignored by git):
   on 1024x768 views of every photo, filled at that size, as PNG and as JPEG q90; each photo keeps the split it has
   in ``inpaint/`` (the copymove detector trains on both folders).
 
-Run: ``python training/defaults/prepare_data.py --shared-data ../shared/data --out work_data/defaults``.
+Run: ``python training/defaults/prepare_data.py --shared-data ../shared/data --out work_data/defaults``
+(the bundled classifier: ``--extra DIR`` for each folder of collected web images, see training/defaults/README.md).
 """
 
 from __future__ import annotations
