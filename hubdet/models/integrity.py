@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 MANIFEST_KEY = "file_sha256"
 PACKAGE_PREFIX = "pkg:"
 NOT_STATE = ("config.json", "README.md")  # the config (which holds the manifest) and the card
+#: Documents beside the weights that nothing loads (a training run's config copy and curves, notes, pictures)
+DOCUMENT_SUFFIXES = (".md", ".txt", ".yaml", ".yml", ".png", ".jpg", ".jpeg", ".csv", ".log")
 _CHUNK = 1 << 20
 _MAX_HEADER = 100 << 20
 
@@ -188,11 +190,13 @@ def resolve_file(root: str | os.PathLike, ref: str) -> Path:
 
 
 def state_files(folder: str | os.PathLike) -> list[str]:
-    """The state files of a checkpoint folder: every file directly in it except ``config.json``, the card and hidden
-    files (sub-folders, such as an ensemble's members, carry their own manifests)."""
+    """The state files of a checkpoint folder: every file directly in it except ``config.json``, the card, documents
+    (:data:`DOCUMENT_SUFFIXES`) and hidden files (sub-folders, such as an ensemble's members, carry their own
+    manifests)."""
     root = Path(folder)
     return sorted(p.name for p in root.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.name not in NOT_STATE)
+                  if p.is_file() and not p.name.startswith(".") and p.name not in NOT_STATE
+                  and p.suffix.lower() not in DOCUMENT_SUFFIXES)
 
 
 def build_manifest(folder: str | os.PathLike, external: Iterable[str] = ()) -> dict[str, str]:
