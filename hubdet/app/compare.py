@@ -237,6 +237,4 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"{name}: cannot judge: {reason}")
     for name, error in summary["errors"].items():
         lines.append(f"{name}: error: {error}")
-    if summary.get("provenance_conflict"):
-        lines.append(f"**{summary['provenance_conflict']}**")
     return "\n\n".join(lines)

@@ -138,8 +138,8 @@ def panel_markdown(record: Mapping[str, Any] | None, conflict: str | None = None
                           if c.get("status") != "success") or "none"
         n_ok = sum(1 for c in c2pa.get("validation_codes") or [] if c.get("status") == "success")
         generator = c2pa.get("claim_generator") or "-"
-        lines.append(f"**C2PA:** signer {_escape(signer)}; claim generator {_escape(generator)}; "
-                     f"signed {_escape(c2pa.get('signing_time') or '-')}; validation "
+        when = f" at {c2pa['signing_time']}" if c2pa.get("signing_time") else ""
+        lines.append(f"**C2PA:** signer {_escape(signer + when)}; claim generator {_escape(generator)}; validation "
                      f"**{_escape(c2pa.get('validation_state') or 'unknown')}**; codes: {_escape(codes)}"
                      f" (+{n_ok} passed)")
         actions = [a["action"] + (f" [{a['digital_source_type'].rstrip('/').rsplit('/', 1)[-1]}]"

@@ -209,7 +209,8 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
                 preview = gr.Image(label="Decoded image", type="pil", interactive=False, height=320)
                 summary = gr.Markdown(elem_id="hubdet-summary")
         # what the file itself declares (C2PA, IPTC source type, generator metadata), above the pixel verdicts
-        provenance_panel = gr.Markdown(elem_id="hubdet-provenance", elem_classes=["hubdet-provenance"])
+        with gr.Group():
+            provenance_panel = gr.Markdown(elem_id="hubdet-provenance", padding=True)
 
         @gr.render(inputs=state)
         def render_columns(current: dict[str, Any] | None) -> None:
