@@ -2,7 +2,8 @@
 
 Predictions come from :func:`hubdet.models.predict.predict_many` (an ensemble reuses the predictions of its members
 compared beside it); explanations from :func:`hubdet.models.explain.explain`; pictures from
-:mod:`hubdet.app.rendering`.
+:mod:`hubdet.app.rendering`; the provenance record of the uploaded bytes from :mod:`hubdet.app.provenance` (shown
+beside the verdicts, never changing them).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from hubdet._core.errors import UnsupportedImageError
+from hubdet._core.errors import BadImageError, UnsupportedImageError
 from hubdet.app.pool import DetectorPool
+from hubdet.app.provenance import pixel_conflict, read_provenance
 from hubdet.app.rendering import display_copy, draw_box, overlay_heatmap
 from hubdet.app.uploads import decode_upload
 from hubdet.models.output import CANNOT_JUDGE
@@ -61,16 +63,17 @@ class DetectorResult:
 
 @dataclass
 class Comparison:
-    """A side-by-side comparison of one image."""
+    """A side-by-side comparison of one image, and the provenance record of the uploaded file."""
 
     image: dict[str, Any]
     results: list[DetectorResult]
     summary: dict[str, Any]
     preview: Image.Image | None = None
+    provenance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": True, "error": None, "image": self.image, "results": [r.to_dict() for r in self.results],
-                "summary": self.summary}
+                "summary": self.summary, "provenance": self.provenance}
 
 
 def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names: Sequence[str] | None, *,
@@ -81,17 +84,26 @@ def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names:
     copy disagrees with becomes ``uncertain`` (:meth:`hubdet.models.base.Detector.predict`; 4x the time).
 
     A detector that cannot judge the image answers ``verdict == "cannot_judge"`` with its ``reason`` (no
-    probability, no pictures). Raises :class:`BadImageError` or :class:`AppInputError`."""
+    probability, no pictures). ``provenance`` is read from the uploaded bytes (never from the decoded image) and
+    never raises; ``summary["provenance_conflict"]`` says when it and every detector disagree. Raises
+    :class:`BadImageError` or :class:`AppInputError`."""
     from hubdet.models.predict import predict_many
 
     chosen = pool.check_selection(names)
+    uploaded = source is not None and not (isinstance(source, str) and not source.strip())
+    record = read_provenance(source, name=name).to_dict() if uploaded else None
     try:
         decoded = decode_upload(source, name=name, max_pixels=max_pixels)
     except UnsupportedImageError as exc:  # readable, but no detector can judge samples of unknown meaning
         unjudged = [DetectorResult(detector=n, verdict=CANNOT_JUDGE, reason=exc.reason) for n in chosen]
         image = {"file": exc.path, "width": None, "height": None, "format": None, "mode": None, "frames": None,
                  "notes": []}
-        return Comparison(image=image, results=unjudged, summary=agreement_summary(unjudged))
+        return Comparison(image=image, results=unjudged, summary=agreement_summary(unjudged, record),
+                          provenance=record)
+    except BadImageError as exc:  # no comparison, but what the file's metadata says still reaches the caller
+        if record is not None:
+            exc.provenance = record  # type: ignore[attr-defined]
+        raise
     shown, scale = display_copy(decoded.image)
     detectors, failures = pool.load(chosen)
     runs = predict_many(detectors, [decoded.image], digests={n: pool.weights_sha256(n) for n in detectors},
@@ -107,7 +119,8 @@ def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names:
                 _pictures(result, detectors[n], decoded.image, shown, scale, explain_it=explain_it,
                           heatmaps=heatmaps, shared=runs[n].shared_members)
     ordered = [results[n] for n in chosen]
-    return Comparison(image=decoded.info(), results=ordered, summary=agreement_summary(ordered), preview=shown)
+    return Comparison(image=decoded.info(), results=ordered, summary=agreement_summary(ordered, record),
+                      preview=shown, provenance=record)
 
 
 def _fill(result: DetectorResult, detector: Any, run: Any, file: str) -> None:
@@ -168,8 +181,9 @@ def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(box_iou(ta, tb)[0, 0])
 
 
-def agreement_summary(results: Sequence[DetectorResult]) -> dict[str, Any]:
-    """Where the detectors agree and disagree: verdict groups, probability spread, pairwise box IoU."""
+def agreement_summary(results: Sequence[DetectorResult], provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where the detectors agree and disagree: verdict groups, probability spread, pairwise box IoU; with the
+    upload's ``provenance`` record, its conclusion and the note when it and every detector disagree."""
     ok = [r for r in results if r.error is None and r.prob_fake is not None]
     groups: dict[str, list[str]] = {}
     for r in ok:
@@ -195,6 +209,8 @@ def agreement_summary(results: Sequence[DetectorResult]) -> dict[str, Any]:
         "pairs": pairs,
         "errors": {r.detector: r.error for r in results if r.error},
         "cannot_judge": unjudged,
+        "provenance": provenance.get("conclusion") if provenance else None,
+        "provenance_conflict": pixel_conflict(provenance, [r.to_dict() for r in results]) if provenance else None,
     }
     summary["text"] = summary_markdown(summary)
     return summary
