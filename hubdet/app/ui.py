@@ -96,8 +96,8 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
         notes = "".join(f"\n\n_{n}_" for n in comparison.image["notes"])
         state = {
             "image": comparison.image,
-            "results": [{**r.to_dict(), "box_image": r.box_image, "heatmap_image": r.heatmap_image}
-                        for r in comparison.results],
+            "results": [{**r.to_dict(), "box_image": r.box_image, "heatmap_image": r.heatmap_image,
+                         "mask_image": r.mask_image} for r in comparison.results],
         }
         return state, comparison.preview, comparison.summary["text"] + notes, comparison.to_dict()
 
@@ -124,6 +124,8 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
                                            label=f"Detectors ({min(MIN_SIDES, len(names))} to {MAX_SIDES})",
                                            elem_id="hubdet-detectors")
                 explain_box = gr.Checkbox(value=True, label="Explanation heatmaps (Grad-CAM or occlusion)")
+                mask_toggle = gr.Checkbox(value=True, label="Show inpainting masks (detectors that draw one)",
+                                          elem_id="hubdet-mask-toggle")
                 compare_btn = gr.Button("Compare", variant="primary", elem_id="hubdet-compare")
                 if example_paths:
                     gr.Examples(examples=[[p] for p in example_paths], inputs=[upload], label="Examples")
@@ -131,14 +133,14 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
                 preview = gr.Image(label="Decoded image", type="pil", interactive=False, height=320)
                 summary = gr.Markdown(elem_id="hubdet-summary")
 
-        @gr.render(inputs=state)
-        def render_columns(current: dict[str, Any] | None) -> None:
+        @gr.render(inputs=[state, mask_toggle])
+        def render_columns(current: dict[str, Any] | None, show_masks: bool = True) -> None:
             if not current:
                 return
             with gr.Row(equal_height=False):
                 for res in current["results"]:  # one column per chosen detector
                     with gr.Column(min_width=220):
-                        _detector_column(res)
+                        _detector_column(res, show_mask=bool(show_masks))
 
         with gr.Accordion("Raw results (JSON)", open=False):
             raw = gr.JSON(label="comparison")
@@ -150,10 +152,15 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
         demo.load(load_example, None, [upload, state, preview, summary, raw], api_visibility="private")
 
 
-def _detector_column(res: dict[str, Any]) -> None:
-    """One detector's column: its text, its box picture, its heatmap."""
+def _detector_column(res: dict[str, Any], *, show_mask: bool = True) -> None:
+    """One detector's column: its text, its mask with one box per region (mask detectors, when shown) or its box
+    picture, its heatmap."""
     gr.Markdown(_column_markdown(res), elem_classes=["hubdet-side"])
-    if res.get("box_image") is not None:
+    if res.get("mask_image") is not None:
+        if show_mask:
+            gr.Image(value=res["mask_image"], interactive=False, type="pil",
+                     label=f"{res['detector']}: inpainted pixels and regions (confidence, share of the image)")
+    elif res.get("box_image") is not None:
         gr.Image(value=res["box_image"], label=f"{res['detector']}: predicted box", interactive=False, type="pil")
     elif res.get("supports_boxes"):
         gr.Markdown("_no box predicted_")
@@ -173,7 +180,13 @@ def _column_markdown(res: dict[str, Any]) -> str:
         shared = ", ".join(f"{member} from {src}" for member, src in res["shared_members"].items())
         lines.append(f"shared member predictions: {shared} (not run again; the time is the fusion plus the members "
                      "run here)")
-    if res.get("supports_boxes") and res.get("box"):
+    if res.get("predicts_masks"):
+        regions = res.get("regions") or []
+        lines.append(f"flagged as inpainted: **{100 * float(res.get('flagged_fraction') or 0):.1f}%** of the image, "
+                     f"{len(regions)} region(s)")
+        lines += [f"region #{k + 1}: confidence {r['score']:.2f}, {100 * r['area_fraction']:.1f}% of the image, "
+                  f"box {', '.join(f'{v:.0f}' for v in r['box'])}" for k, r in enumerate(regions[:5])]
+    elif res.get("supports_boxes") and res.get("box"):
         box = ", ".join(f"{v:.0f}" for v in res["box"])
         lines.append(f"box (xmin, ymin, xmax, ymax): {box}")
     if res.get("family"):

@@ -189,8 +189,10 @@ def run_predictions(
     """Predict every image of ``dataset`` under every perturbation; return records by perturbation name.
 
     Predicted boxes are mapped back to the unperturbed image's pixels (the frame of the dataset's boxes).
-    Detectors that set ``predicts_masks = True`` and return ``Prediction.extra["mask"]`` (a 2-D array of the
-    image they saw) get pixel metrics against the dataset's ``mask`` column (resized back with nearest).
+    Detectors that set ``predicts_masks = True`` and return ``Prediction.mask`` (or ``extra["mask"]``: a 2-D array of
+    the image they saw) get pixel metrics against the dataset's ``mask`` column: a map predicted on a resized
+    (perturbed) image is resized back to the original with bilinear interpolation (a probability map; nearest for
+    binary masks would shift region edges by up to a pixel of the smaller image).
     """
     want_masks = bool(getattr(detector, "predicts_masks", False))
     if batch_size < 1:
@@ -225,7 +227,8 @@ def run_predictions(
                 if want_masks:
                     true_mask = (batch.get("mask") or [None] * n)[i]
                     rec.true_masks.append(_true_mask(true_mask))
-                    rec.pred_masks.append(_resize_mask(pred.extra.get("mask"), images[i].size))
+                    pred_mask = pred.mask if getattr(pred, "mask", None) is not None else pred.extra.get("mask")
+                    rec.pred_masks.append(_resize_mask(pred_mask, images[i].size))
     return out
 
 
@@ -238,7 +241,8 @@ def _true_mask(mask: Any) -> Any:
 
 
 def _resize_mask(mask: Any, size: tuple[int, int]) -> Any:
-    """A predicted mask (array in [0, 1]) resized to ``size`` (width, height) with nearest neighbour."""
+    """A predicted mask (array in [0, 1]) resized to ``size`` (width, height), bilinear (a 0/1 mask stays 0/1 away
+    from region edges)."""
     import numpy as np
     from PIL import Image
 
@@ -246,8 +250,8 @@ def _resize_mask(mask: Any, size: tuple[int, int]) -> Any:
         return None
     arr = np.asarray(mask.detach().cpu().numpy() if hasattr(mask, "detach") else mask, dtype=np.float32)
     if arr.shape != (size[1], size[0]):
-        img = Image.fromarray((np.clip(arr, 0, 1) * 255).astype(np.uint8), "L").resize(size, Image.Resampling.NEAREST)
-        arr = np.asarray(img, dtype=np.float32) / 255.0
+        arr = np.asarray(Image.fromarray(np.clip(arr, 0, 1).astype(np.float32), "F").resize(
+            size, Image.Resampling.BILINEAR), dtype=np.float32)
     return arr
 
 

@@ -15,6 +15,8 @@ class DetectorOutput:
     - ``logits``: ``[B]`` raw (uncalibrated) fake logit; ``probs``: ``[B]`` ``sigmoid(logits)``;
     - ``boxes``: ``[B, 4]`` predicted inpainted region ``[xmin, ymin, xmax, ymax]`` normalised to [0, 1] of the
       input (``None`` for families without a box), ``box_scores``: ``[B]`` confidence of each box;
+    - ``masks``: ``[B, H, W]`` per-pixel probability that the pixel was inpainted, at the input's resolution
+      (``None`` for families without a map);
     - ``loss``: only when labels were given; ``losses``: its named components (detached), for logging.
     """
 
@@ -22,6 +24,7 @@ class DetectorOutput:
     probs: torch.Tensor
     boxes: torch.Tensor | None = None
     box_scores: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -31,7 +34,10 @@ class Prediction:
     """One image's calibrated verdict, as returned by ``Detector.predict``.
 
     ``box`` is in pixels of the ORIGINAL image (``[xmin, ymin, xmax, ymax]``), ``None`` if the detector has no box
-    head or finds no region.
+    head or finds no region. Mask-predicting detectors also give ``mask`` (``[H, W]`` float32 probability that each
+    pixel of the original image was inpainted) and ``regions`` (one ``{"box", "score", "area_fraction"}`` per
+    connected region of ``mask >= 0.5``, best first; ``box`` is the first one's). ``to_dict`` leaves the map out
+    (see :meth:`mask_png` for a compact encoding).
     """
 
     prob: float
@@ -42,6 +48,21 @@ class Prediction:
     width: int = 0
     height: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    mask: Any = None  # numpy [H, W] float32 in [0, 1], original resolution
+    regions: list[dict[str, Any]] | None = None
+
+    def mask_png(self) -> bytes | None:
+        """The map as an 8-bit greyscale PNG (255 = certainly inpainted), ``None`` without a map."""
+        if self.mask is None:
+            return None
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.round(np.clip(self.mask, 0, 1) * 255).astype(np.uint8), "L").save(buf, format="PNG")
+        return buf.getvalue()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,5 +73,6 @@ class Prediction:
             "box_score": self.box_score,
             "width": self.width,
             "height": self.height,
+            **({"regions": self.regions} if self.regions is not None else {}),
             **({"extra": self.extra} if self.extra else {}),
         }
