@@ -384,12 +384,15 @@ def test_batch_needs_files_and_detectors(pool: DetectorPool, image: Path) -> Non
 
 def test_examples_are_generated_once_and_decodable(tmp_path: Path) -> None:
     paths = ensure_examples(tmp_path)
-    assert [p.name for p in paths] == ["scene.jpg", "scene_patched.jpg", "scene_rgba.png"]
+    assert [p.name for p in paths] == ["wine_inpainted.jpg", "bridge.jpg", "fruits.jpg", "dcgan_face.png"]
     stamps = [p.stat().st_mtime_ns for p in paths]
     assert [p.stat().st_mtime_ns for p in ensure_examples(tmp_path)] == stamps
     decoded = decode_upload(paths[0])
     arr = np.asarray(decoded.image, dtype=np.float32)
-    assert decoded.image.size == (640, 480) and arr.std() > 20  # a scene, not a flat colour
+    assert decoded.image.size == (576, 768) and arr.std() > 20  # a photo, not a flat colour
+    licences = (Path(ensure_examples.__code__.co_filename).parent / "example_images" / "LICENSES.md").read_text()
+    assert all(p.name in licences for p in paths)  # every shipped example says where it comes from
+    assert sum(p.stat().st_size for p in paths) < 1_000_000  # small files
 
 
 def write_leaderboard(folder: Path) -> Path:
