@@ -19,7 +19,7 @@ from hubdet._core.errors import BadImageError
 from hubdet.app.pool import AppInputError, DetectorPool
 from hubdet.app.uploads import BatchLimits, decode_upload, expand_uploads
 
-BATCH_COLUMNS = ["file", "detector", "prob_fake", "verdict", "box", "box_score", "error"]
+BATCH_COLUMNS = ["file", "detector", "prob_fake", "verdict", "box", "box_score", "inpainted_share", "regions", "error"]
 
 
 def _box_text(box: Sequence[float] | None) -> str:
@@ -28,12 +28,13 @@ def _box_text(box: Sequence[float] | None) -> str:
 
 def _error_rows(label: str, error: str, detectors: Sequence[str]) -> list[dict[str, Any]]:
     return [{"file": label, "detector": d, "prob_fake": None, "verdict": None, "box": "", "box_score": None,
-             "error": error} for d in detectors]
+             "inpainted_share": None, "regions": None, "error": error} for d in detectors]
 
 
 def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: Sequence[str] | None, *,
           limits: BatchLimits = BatchLimits(), chunk: int = 8) -> list[dict[str, Any]]:
-    """Rows ``file, detector, prob_fake, verdict, box, box_score, error`` for every file x detector.
+    """Rows ``file, detector, prob_fake, verdict, box, box_score, inpainted_share, regions, error`` for every file x
+    detector (``inpainted_share``: the share of the image a mask detector flags; ``regions``: how many regions).
 
     Bad files and refused archives become rows with their error (one per detector); nothing is skipped silently.
     Detectors are loaded when the first image is ready; good images are scored ``chunk`` at a time.
@@ -89,7 +90,8 @@ def _score(pool: DetectorPool, detectors: dict[str, Any], failures: dict[str, st
             rows.append({"file": label, "detector": name, "prob_fake": round(float(pred.prob), 4),
                          "verdict": pred.verdict, "box": _box_text(pred.box),
                          "box_score": None if pred.box_score is None else round(float(pred.box_score), 4),
-                         "error": ""})
+                         "inpainted_share": None if pred.mask is None else round(float((pred.mask >= 0.5).mean()), 4),
+                         "regions": None if pred.regions is None else len(pred.regions), "error": ""})
     return rows
 
 

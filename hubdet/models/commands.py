@@ -26,6 +26,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="print a JSON array instead of a table; each row also carries a `provenance` object (C2PA, "
                    "IPTC source type, generator metadata: evidence beside the verdict, which it never changes)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    p.add_argument("--save-masks", default=None, metavar="DIR",
+                   help="mask detectors: write each image's inpainting map as DIR/<name>_mask.png (8-bit, original "
+                        "size; 255 = inpainted) and list its regions")
     p.set_defaults(func=_predict)
 
     m = subparsers.add_parser("models", help="registered detectors",
@@ -118,6 +121,12 @@ def _predict(args: argparse.Namespace) -> int:
         if images:
             for i, pred in zip(where, detector.predict(images, batch_size=args.batch_size), strict=True):
                 results[i] = {"file": chunk[i], **pred.to_dict()}
+                if args.save_masks and pred.mask is not None:
+                    folder = Path(args.save_masks)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    target = folder / f"{Path(chunk[i]).stem}_mask.png"
+                    target.write_bytes(pred.mask_png() or b"")
+                    results[i]["mask_file"] = str(target)
         for row in results:
             if row is not None:
                 emit(row)

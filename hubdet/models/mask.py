@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,9 @@ class MaskArgs(StrictConfig):
     near an inpainted pixel, ``rescale_p`` of the images first downscaled by a factor in ``rescale_range``.
     Prediction: ``tile_overlap`` (pixels), ``max_tiles``, ``on_too_large``, ``tile_batch_size``; ``map_bias`` (added
     to pixel logits), ``topk_fraction`` (image logit), ``min_region`` (share of the image), ``close`` (pixels).
+    Late fusion (off with ``copymove_weight`` 0): each pixel logit becomes
+    ``max(logit, copymove_weight * (density - copymove_threshold))`` where ``density`` is the copy-move analysis's
+    duplicate density (:class:`hubdet.models.copymove.CopyMoveArgs` ``copymove_args``) at native resolution.
     """
 
     backbone: str = "tf_efficientnet_lite0"
@@ -90,6 +93,9 @@ class MaskArgs(StrictConfig):
     topk_fraction: float = 0.01
     min_region: float = 0.001
     close: int = 5
+    copymove_weight: float = 0.0  # late fusion with the copy-move duplicate density (0: off)
+    copymove_threshold: float = 0.5
+    copymove_args: dict[str, Any] = field(default_factory=dict)  # CopyMoveArgs of that analysis
 
     def validate(self) -> None:
         if not 2 <= self.levels <= 5:
@@ -110,6 +116,12 @@ class MaskArgs(StrictConfig):
             raise ConfigError("MaskArgs.rescale_range must satisfy 0 < lo <= hi <= 1")
         if min(self.pos_weight, self.dice_weight, self.image_weight) < 0 or self.close < 0:
             raise ConfigError("MaskArgs: loss weights and close must be >= 0")
+        if self.copymove_weight < 0 or not 0 <= self.copymove_threshold <= 1:
+            raise ConfigError("MaskArgs: copymove_weight >= 0 and copymove_threshold in [0, 1]")
+        if self.copymove_args:
+            from hubdet.models.copymove import CopyMoveArgs
+
+            CopyMoveArgs.from_dict(self.copymove_args, where="MaskArgs.copymove_args")
 
 
 # ---------------------------------------------------------------------------------------------------- maps -> regions
@@ -397,6 +409,9 @@ class MaskDetector(Detector):
             logit_map = (acc / np.maximum(wsum, 1e-6))[:h, :w]
             if scale != 1.0:
                 logit_map = np.asarray(Image.fromarray(logit_map).resize(rgb.size, Image.Resampling.BILINEAR))
+            if self.args.copymove_weight > 0:
+                density = copymove_density(np.asarray(rgb), self.args.copymove_args)
+                logit_map = np.maximum(logit_map, self.args.copymove_weight * (density - self.args.copymove_threshold))
             out.append((logit_map.astype(np.float32), note))
         return out
 
@@ -424,6 +439,19 @@ class MaskDetector(Detector):
 
         img = image if isinstance(image, Image.Image) else load_image(image)
         return self.predict([img])[0].mask
+
+
+def copymove_density(rgb: np.ndarray, args: Mapping[str, Any] | None = None) -> np.ndarray:
+    """The copy-move analysis's duplicate density (copied-to side, ``[H, W]`` in [0, 1]) of a uint8 RGB image at its
+    own resolution (:mod:`hubdet.models.copymove`); zeros where the image is too small to analyse."""
+    from hubdet.models.copymove import CopyMoveArgs, _Analyzer
+
+    cm_args = CopyMoveArgs.from_dict(dict(args or {}), where="copymove_args")
+    luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    analysis = _Analyzer(cm_args)(luma.astype(np.float32))
+    if analysis.density is None:
+        return np.zeros(rgb.shape[:2], np.float32)
+    return analysis.density.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------- crops and masks
