@@ -571,3 +571,32 @@ def test_probes_with_the_same_weights_but_other_heads_share_nothing(tmp_path: Pa
     (own,) = pool.get("ensemble").predict([image], batch_size=1)
     assert comparison.results[2].shared_members == {"0:probe_tiny.test": "same"}
     assert comparison.results[2].prob_fake == own.prob
+
+
+# ============================================================================ mask detectors
+
+
+def test_a_mask_detector_shows_its_map_regions_and_share_instead_of_grad_cam(tmp_path: Path) -> None:
+    from hubdet.app.config import DetectorSpec
+    from hubdet.app.rendering import overlay_mask
+
+    torch.manual_seed(0)
+    det = hubdet.create_detector("mask_tiny.test")
+    with torch.no_grad():
+        det.decoder.head[1].bias.fill_(0.5)  # flag a good share of the pixels
+    folder = det.save_pretrained(tmp_path / "mask")
+    pool = DetectorPool([DetectorSpec(name="mask", path=str(folder))])
+    image = photo_like(tmp_path / "p.png", size=(160, 120), fmt="PNG")
+    (result,) = compare(pool, image, ["mask"]).results
+    direct = pool.get("mask").predict([image])[0]
+    assert result.error is None and result.predicts_masks and result.supports_boxes
+    assert result.flagged_fraction == pytest.approx(float((direct.mask >= 0.5).mean()), abs=1e-4)
+    assert len(result.regions) == len(direct.regions) and result.mask_image is not None
+    assert result.explanation.startswith("the detector's own") and result.heatmap_image is not None
+    payload = result.to_dict()
+    assert payload["predicts_masks"] and payload["regions"] == result.regions
+    # the overlay tints exactly the flagged pixels (here at full size, no boxes)
+    mask = np.zeros((20, 30), np.float32)
+    mask[5:10, 5:15] = 0.9
+    tinted = np.asarray(overlay_mask(Image.new("RGB", (30, 20), (0, 0, 0)), mask))
+    assert (tinted.sum(-1) > 0).sum() == 50
