@@ -13,7 +13,7 @@ import hubdet
 from hubdet.app.config import load_detector_specs
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "defaults"
-NAMES = ["classifier", "boxhead", "copymove", "ensemble"]
+NAMES = ["classifier", "mask", "copymove", "ensemble", "boxhead"]
 
 
 def test_bundled_detectors_are_listed_and_small():
@@ -21,6 +21,7 @@ def test_bundled_detectors_are_listed_and_small():
     assert [s.name for s in specs] == NAMES
     files = {f.resolve() for f in DEFAULTS.rglob("*") if f.is_file()}
     assert sum(f.stat().st_size for f in files) < 25 * 1024 * 1024
+    assert max(f.stat().st_size for f in files) < 10 * 1024 * 1024
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -34,6 +35,9 @@ def test_bundled_detector_loads_and_predicts(name, tmp_path):
     if pred.box is not None:
         x0, y0, x1, y1 = pred.box
         assert 0 <= x0 <= x1 <= 400 and 0 <= y0 <= y1 <= 300
+    if getattr(det, "predicts_masks", False):  # the mask detector and the ensemble that reports its map
+        assert pred.mask.shape == (300, 400) and pred.regions is not None
+        assert pred.box == (pred.regions[0]["box"] if pred.regions else None)
     # the card reports held-out results pinned to a content revision
     card = ModelCard.load(DEFAULTS / name / "README.md")
     results = card.data.eval_results

@@ -226,18 +226,25 @@ def run_predictions(
                 rec.true_boxes.append([list(map(float, b)) for b in (batch.get("boxes") or [[]] * n)[i] or []])
                 if want_masks:
                     true_mask = (batch.get("mask") or [None] * n)[i]
-                    rec.true_masks.append(_true_mask(true_mask))
+                    rec.true_masks.append(_true_mask(true_mask, images[i].size, files[i]))
                     pred_mask = pred.mask if getattr(pred, "mask", None) is not None else pred.extra.get("mask")
                     rec.pred_masks.append(_resize_mask(pred_mask, images[i].size))
     return out
 
 
-def _true_mask(mask: Any) -> Any:
-    """The true mask as a bool array, ``None`` where the image has none (reals, fully generated fakes): pixel
-    metrics count only images with a mask."""
+def _true_mask(mask: Any, size: tuple[int, int] | None = None, file: str = "") -> Any:
+    """The true mask as a bool array of the image's ``size`` (width, height), ``None`` where the image has none
+    (reals, fully generated fakes): pixel metrics count only images with a mask. A mask of another size (a source
+    that did not check) is brought to the image with nearest neighbour, and the file is named in a warning."""
     import numpy as np
+    from PIL import Image
 
-    return None if mask is None else np.asarray(mask.convert("L")) >= 128
+    if mask is None:
+        return None
+    if size is not None and mask.size != tuple(size):
+        logger.warning("%s: true mask is %sx%s, image is %sx%s; resizing the mask", file, *mask.size, *size)
+        mask = mask.resize(tuple(size), Image.Resampling.NEAREST)
+    return np.asarray(mask.convert("L")) >= 128
 
 
 def _resize_mask(mask: Any, size: tuple[int, int]) -> Any:
