@@ -229,7 +229,7 @@ def split_digest(data_dir: Path, split: str = "test") -> str:
     csv_name = "boxes.csv" if (data_dir / "boxes.csv").exists() else "labels.csv"
     digest = hashlib.sha256()
     for row in sorted(csv.DictReader((data_dir / csv_name).open()), key=lambda r: r["file"]):
-        if row.get("split") == split:
+        if row.get("split", split) == split:  # a folder without a split column is one split
             digest.update(json.dumps(row, sort_keys=True).encode())
             digest.update(hashlib.sha256((data_dir / row["file"]).read_bytes()).digest())
     return "sha256:" + digest.hexdigest()[:40]
@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--member-eval", action="append", default=[], metavar="NAME=RESULT.json",
                         help="hubdet evaluate result of a member on its held-out test (repeatable); its metrics "
                              "replace the trainer's in that member's card")
+    parser.add_argument("--keep-card", action="append", default=[], metavar="NAME",
+                        help="keep this member's card as its run folder has it (a member packaged before, unchanged)")
     parser.add_argument("--max-prob-delta", type=float, default=0.01)
     parser.add_argument("--tile-batch-size", type=int, default=8,
                         help="box head tiles per forward in the shipped config: 8 keeps the app under 2 GB with 8 "
@@ -273,6 +275,11 @@ def main(argv: list[str] | None = None) -> None:
         box.args = box.args.replace(tile_batch_size=args.tile_batch_size)
         box.config.args = {**box.config.args, "tile_batch_size": args.tile_batch_size}
     data = {name: member_data(name) for name in names}
+    held_out = dict(data)  # where each card's held-out numbers come from: a --member-eval result's own data
+    for name, path in evals.items():
+        ds = json.loads(path.read_text())["dataset"]
+        if name in held_out and ds.get("data_dir"):
+            held_out[name] = (Path(ds["data_dir"]), ds.get("split") or "test")
     report: dict[str, Any] = {}
     dtype = torch.float16
     for name, det in members.items():
@@ -293,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     ens_dir = out / "ensemble"
     ens.config.metadata["training"] = hubdet.from_pretrained(args.runs / "ensemble" / "model").config.metadata.get(
         "training", {})
-    revs = {name: split_digest(*data[name]) for name in names}
+    revs = {name: split_digest(*held_out[name]) for name in names}
     joint = "sha256:" + hashlib.sha256("".join(revs.values()).encode()).hexdigest()[:40]
     stale = out / "probe"  # shipped before the classifier became a probe
     if stale.exists():
@@ -302,8 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     ens.save_pretrained(staged, dtype=dtype, card_kwargs=card_kwargs("ensemble", ens, "hubdet-defaults/joint", joint))
     for i, (name, det) in enumerate(members.items()):
         folder = staged / "members" / str(i)
-        data_dir, _split = data[name]
-        dataset_id = f"hubdet-defaults/{data_dir.name}"
+        dataset_id = f"hubdet-defaults/{held_out[name][0].name}"
         override, note = None, ""
         if name in evals:
             override = json.loads(evals[name].read_text())["metrics"]
@@ -315,6 +321,9 @@ def main(argv: list[str] | None = None) -> None:
                 + (f" (the trainer's test with the default rule gave mean IoU {before['mean_iou']:.3f})."
                    if before.get("mean_iou") is not None else ".")
             )
+        if name in args.keep_card:
+            shutil.copy(args.runs / name / "model" / "README.md", folder / "README.md")
+            continue
         render_card(det, **card_kwargs(name, det, dataset_id, revs[name], override, note)).save(folder / "README.md")
     if ens_dir.exists():
         shutil.rmtree(ens_dir)

@@ -5,7 +5,7 @@
 The pixel logits of every validation image are computed once (``MaskDetector.predict_maps``); then, for each
 ``map_bias`` of the grid, the per-image pixel F1 at 0.5 (what ``pixel_f1`` reports), the best region's box IoU and
 the image ROC-AUC are measured, the bias with the best mean pixel F1 is kept (ties: box IoU), ``min_region`` is chosen
-the same way, and the temperature is refitted on the image logits the shipped rule gives. With ``--copymove
+the same way, the image score's quantile (``topk_fraction``) by image ROC-AUC, and the temperature is refitted on the image logits the shipped rule gives. With ``--copymove
 defaults/copymove`` the late fusion with that detector's duplicate density (``MaskArgs.copymove_weight``) is tried
 too (weight 0 = off is in the grid: it is kept only if it helps on validation). ``--write`` saves the
 model folder with the new ``args`` (its config.json records what was chosen and on what).
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--biases", default="-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,3")
     parser.add_argument("--min-regions", default="0,0.0005,0.001,0.002,0.005")
+    parser.add_argument("--topk-fractions", default="0.0005,0.002,0.01,0.05,0.2")
     parser.add_argument("--copymove", type=Path, default=None,
                         help="a copy-move checkpoint whose analysis settings the late fusion would use")
     parser.add_argument("--copymove-weights", default="0,4,8,16")
@@ -113,7 +114,15 @@ def main(argv: list[str] | None = None) -> None:
         regions.append({"min_region": mr, "mean_iou": m["mean_iou"], "hit_rate@0.5": m["hit_rate@0.5"]})
         logger.info("%s", regions[-1])
     best_region = max(regions, key=lambda r: (round(r["mean_iou"] or 0, 3), -r["min_region"]))
+    topks = []
+    for k in [float(v) for v in args.topk_fractions.split(",")]:  # the image score's quantile: image ROC-AUC
+        m = measure(maps, labels, truths, true_boxes, best["map_bias"], best_region["min_region"], a.close, k, *fuse)
+        topks.append({"topk_fraction": k, "roc_auc": m["roc_auc"], "pixel_f1": m["pixel_f1"]})
+        logger.info("%s", topks[-1])
+    best_topk = max(topks, key=lambda r: (round(r["roc_auc"] or 0, 3), r["topk_fraction"]))
+    a = a.replace(topk_fraction=best_topk["topk_fraction"])
     chosen = {"map_bias": best["map_bias"], "min_region": best_region["min_region"],
+              "topk_fraction": best_topk["topk_fraction"],
               "copymove_weight": best["copymove_weight"], "copymove_threshold": best["copymove_threshold"]}
     if chosen["copymove_weight"] > 0:
         chosen["copymove_args"] = cm_args
@@ -122,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("chosen %s on %s/%s (n=%d): %s", chosen, args.data_dir.name, args.split, len(maps),
                 {k: final[k] for k in ("pixel_f1", "pixel_iou", "mean_iou", "hit_rate@0.5", "roc_auc")})
     summary = {"chosen": chosen, "split": f"{args.data_dir.name}/{args.split}", "n": len(maps), "grid": table,
-               "regions": regions, "validation": final}
+               "regions": regions, "topk": topks, "validation": final}
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1, default=float))
     if args.write:
