@@ -5,7 +5,8 @@
 The pixel logits of every validation image are computed once (``MaskDetector.predict_maps``); then, for each
 ``map_bias`` of the grid, the per-image pixel F1 at 0.5 (what ``pixel_f1`` reports), the best region's box IoU and
 the image ROC-AUC are measured, the bias with the best mean pixel F1 is kept (ties: box IoU), ``min_region`` is chosen
-the same way, the image score's quantile (``topk_fraction``) by image ROC-AUC, and the temperature is refitted on the image logits the shipped rule gives. With ``--copymove
+the same way, the image score's quantile (``topk_fraction``) by image ROC-AUC, and the temperature is refitted
+on the image logits the shipped rule gives. With ``--copymove
 defaults/copymove`` the late fusion with that detector's duplicate density (``MaskArgs.copymove_weight``) is tried
 too (weight 0 = off is in the grid: it is kept only if it helps on validation). ``--write`` saves the
 model folder with the new ``args`` (its config.json records what was chosen and on what).
