@@ -20,6 +20,7 @@ _LAZY = {
     "list_detectors": "hubdet.models",
     "register_detector": "hubdet.models",
     "from_pretrained": "hubdet.models",
+    "load_detector": "hubdet.models",
     "DetectorOutput": "hubdet.models",
     "Detector": "hubdet.models",
     # eval

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from hubdet.app.config import DetectorSpec
+from hubdet.app.limits import AppLimits
 from hubdet.app.pool import DetectorPool
 from tests.test_app_service import (
     EXPECTED_NOTES,
@@ -43,8 +44,8 @@ def launch_app(root: Path, *, concurrency: int = 2) -> tuple[Any, str, DetectorP
     folders = save_tiny_detectors(root / "detectors")
     write_leaderboard(root / "leaderboard")
     pool = DetectorPool([DetectorSpec(name=name, path=str(folders[name])) for name in NAMES])
-    demo = build_demo(pool, examples=None, leaderboard_dir=root / "leaderboard")
-    demo.queue(default_concurrency_limit=concurrency)
+    demo = build_demo(pool, examples=None, leaderboard_dir=root / "leaderboard",
+                      limits=AppLimits(rate_limit=0, heavy_jobs=concurrency))  # rate limits: test_reliability
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return demo, f"http://127.0.0.1:{port}/", pool
@@ -149,7 +150,8 @@ def test_batch_endpoint_returns_table_and_csv(client: Any, tmp_path: Path) -> No
         zf.writestr("empty.png", b"")
     files = [handle_file(str(p)) for p in (good, bad_inputs(tmp_path / "bad")["non_image"], archive)]
     table, csv_file, note = client.predict(files, ["classifier", "boxhead"], api_name="/batch")
-    assert table["headers"] == ["file", "detector", "prob_fake", "verdict", "box", "box_score", "error"]
+    assert table["headers"] == ["file", "detector", "prob_fake", "verdict", "box", "box_score", "inpainted_share",
+                                "regions", "error"]
     rows = [dict(zip(table["headers"], row, strict=True)) for row in table["data"]]
     assert [(r["file"], r["detector"]) for r in rows] == [
         (f, d) for f in ("good.jpg", "notes.jpg", "more.zip/x.jpg", "more.zip/empty.png")

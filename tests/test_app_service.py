@@ -122,10 +122,10 @@ def test_detector_list_resolves_folders_registry_names_and_hub_ids(folders: dict
     text = f"{folders['classifier']}, mine=classifier_tiny.test ,org/repo@v1,box={folders['boxhead']}"
     specs = parse_detector_list(text)
     assert [s.name for s in specs] == ["classifier", "mine", "repo", "box"]
-    assert specs[0].path == str(folders["classifier"].resolve())
-    assert specs[1].registry == "classifier_tiny.test"
-    assert (specs[2].repo_id, specs[2].revision) == ("org/repo", "v1")
-    with pytest.raises(ConfigError, match="neither an existing folder"):
+    assert specs[0].model == str(folders["classifier"].resolve())
+    assert specs[1].model == "classifier_tiny.test"
+    assert specs[2].model == "org/repo@v1"
+    with pytest.raises(ConfigError, match="not found"):
         parse_detector_list("./no/such/folder/at/all")
     with pytest.raises(ConfigError, match="appears twice"):
         parse_detector_list("a=classifier_tiny.test,a=boxhead_tiny.test")
@@ -137,8 +137,10 @@ def test_detectors_yaml_is_strict_and_resolves_relative_paths(tmp_path: Path) ->
     file.write_text("detectors:\n  - name: one\n    path: ckpt\n    description: hi\n"
                     "  - name: two\n    repo_id: org/model\n    revision: main\n")
     specs = read_detectors_file(file)
-    assert specs[0].path == str((tmp_path / "ckpt").resolve()) and specs[0].description == "hi"
-    assert specs[1].source == "hf://org/model@main"
+    assert specs[0].model == str((tmp_path / "ckpt").resolve()) and specs[0].description == "hi"
+    assert specs[1].source == "org/model@main"  # the format-1 keys become one detector spec
+    file.write_text("detectors:\n  - name: one\n    model: onnx:ckpt\n  - name: two\n    model: timm:org/x@abc\n")
+    assert [s.model for s in read_detectors_file(file)] == [f"onnx:{(tmp_path / 'ckpt').resolve()}", "timm:org/x@abc"]
     file.write_text("detectors:\n  - name: one\n    pth: ckpt\n")
     with pytest.raises(ConfigError, match="did you mean 'path'"):
         read_detectors_file(file)
@@ -149,7 +151,7 @@ def test_detectors_yaml_is_strict_and_resolves_relative_paths(tmp_path: Path) ->
 
 def test_env_variable_overrides_the_defaults_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(app_config.ENV_LIST, "classifier_tiny.test")
-    assert [s.registry for s in load_detector_specs()] == ["classifier_tiny.test"]
+    assert [s.model for s in load_detector_specs()] == ["classifier_tiny.test"]
     monkeypatch.delenv(app_config.ENV_LIST)
     file = tmp_path / "d.yaml"
     file.write_text("detectors:\n  - name: x\n    registry: boxhead_tiny.test\n")
@@ -161,7 +163,8 @@ def test_env_variable_overrides_the_defaults_file(monkeypatch: pytest.MonkeyPatc
 def test_bundled_defaults_file_is_valid() -> None:
     specs = read_detectors_file(app_config.DEFAULT_CONFIG)
     assert len(specs) >= 3
-    assert all(s.path for s in specs), "bundled defaults must be local folders (the app works offline)"
+    assert all(Path(s.model).is_dir() for s in specs), "bundled defaults must be local folders (the app works offline)"
+    assert all(s.problem() is None for s in specs)
 
 
 # ============================================================================ pool
@@ -216,7 +219,7 @@ def test_hub_detectors_respect_offline_mode(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     pool = DetectorPool([DetectorSpec(name="hub", repo_id="someone/not-cached-anywhere")])
     assert pool.names() == ["hub"]  # offered (it may be cached), and only tried when chosen
-    with pytest.raises(DetectorLoadError, match="offline=True"):
+    with pytest.raises(DetectorLoadError, match="offline .*not in the local Hub cache"):
         pool.get("hub")
 
 
@@ -253,10 +256,21 @@ def test_compare_matches_each_detectors_own_prediction(pool: DetectorPool, image
 
 def test_explanation_methods_and_geometry(pool: DetectorPool, tmp_path: Path) -> None:
     img = Image.open(photo_like(tmp_path / "big.png", size=(128, 96), fmt="PNG")).convert("RGB")
-    heat, method = explain(pool.get("boxhead"), img)  # a CNN: Grad-CAM on its last conv
-    assert method.startswith("Grad-CAM") and heat.shape == (96, 128)
-    heat, method = explain(pool.get("ensemble"), img)  # detectors of detectors: occlusion
+    heat, method = explain(pool.get("classifier"), img)  # a ViT: occlusion, all patches in one batch
     assert method.startswith("occlusion") and heat.shape == (96, 128)
+    torch.manual_seed(0)
+    cnn = hubdet.create_detector("classifier_tiny.test", backbone="test_resnet", model_args={}).eval()
+    heat, method = explain(cnn, img)  # a CNN classifier: Grad-CAM on its last conv
+    assert method.startswith("Grad-CAM") and heat.shape == (96, 128)
+    box_head = pool.get("boxhead")
+    (pred,) = box_head.predict([img])
+    heat, method = explain(box_head, img)  # the box head's own map: its tiles' calibrated probabilities
+    assert method.startswith("tile presence map") and heat.shape == (96, 128)
+    tile_probs = box_head.calibrated_probs(torch.tensor([t for t in _tile_logits(box_head, img)]))
+    assert heat.max() == pytest.approx(float(tile_probs.max()), abs=1e-5)
+    assert pred.prob == pytest.approx(float(tile_probs.max()), abs=1e-5)  # max aggregation: the hottest tile
+    heat, method = explain(pool.get("ensemble"), img)  # detectors of detectors: their members' maps, fused
+    assert method.startswith("members' maps") and heat.shape == (96, 128)
     assert 0.0 <= heat.min() and heat.max() <= 1.0
     # a centre-cropping detector only sees the middle 32x32: the heatmap is zero elsewhere
     torch.manual_seed(0)
@@ -265,6 +279,11 @@ def test_explanation_methods_and_geometry(pool: DetectorPool, tmp_path: Path) ->
     outside = heat.copy()
     outside[32:64, 48:80] = 0
     assert outside.max() == 0.0 and heat[32:64, 48:80].max() > 0.0
+
+
+def _tile_logits(box_head: Any, img: Image.Image) -> list[float]:
+    with torch.inference_mode():
+        return box_head._tile_outputs([img])[0][2].tolist()
 
 
 def test_agreement_summary_names_the_disagreement() -> None:
@@ -538,8 +557,7 @@ def test_batch_shares_member_predictions(shared_folders: dict[str, Path], tmp_pa
         _count_calls(monkeypatch, member, counts, f"member{k}")
     rows = batch(pool, files, names, chunk=2)
     assert counts == {"classifier": 2, "member1": 2}  # two chunks; member 0 never runs inside the ensemble
-    assert [(r["file"], r["detector"]) for r in rows] == [(f"p{i}.jpg", n) for c in ((0, 1), (2,)) for n in names
-                                                          for i in c]
+    assert [(r["file"], r["detector"]) for r in rows] == [(f"p{i}.jpg", n) for i in range(3) for n in names]
     got = [r for r in rows if r["detector"] == "ensemble"]
     for row, pred in zip(got, own, strict=True):
         assert row["error"] == "" and row["prob_fake"] == round(pred.prob, 4) and row["verdict"] == pred.verdict

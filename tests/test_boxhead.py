@@ -201,9 +201,15 @@ def test_edge_region_is_found(head, monkeypatch):
 
 
 def test_small_image_is_padded_not_upscaled(head):
-    (pred,) = head.predict(_noise(20, 12))
+    (pred,) = head.predict(_noise(20, 16))  # under one 32x32 tile, at least half a tile per side
     assert pred.extra["tiles"] == 1
-    assert 0 <= pred.box[0] <= pred.box[2] <= 20 and 0 <= pred.box[1] <= pred.box[3] <= 12
+    assert 0 <= pred.box[0] <= pred.box[2] <= 20 and 0 <= pred.box[1] <= pred.box[3] <= 16
+
+
+def test_image_under_half_a_tile_cannot_be_judged(head):
+    (pred,) = head.predict(_noise(20, 12))
+    assert pred.verdict == "cannot_judge" and pred.prob is None and pred.box is None
+    assert pred.reason.startswith("too small") and "20x12" in pred.reason and "half a tile" in pred.reason
 
 
 # ---------------------------------------------------------------------------------------------------- training crops

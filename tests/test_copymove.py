@@ -99,8 +99,10 @@ def test_box_keeps_the_filled_side_not_the_adjacent_sources(detector):
 def test_flat_and_tiny_images_give_no_detection(detector):
     flat = Image.new("RGB", (W, H), (90, 120, 200))
     gradient = Image.fromarray(np.tile(np.linspace(0, 255, W, dtype=np.uint8)[None, :, None], (H, 1, 3)))
-    for pred in detector.predict([flat, gradient, Image.new("RGB", (5, 5))]):
+    *judged, tiny = detector.predict([flat, gradient, Image.new("RGB", (5, 5))])
+    for pred in judged:
         assert pred.box is None and pred.prob < 0.5
+    assert tiny.verdict == "cannot_judge" and tiny.prob is None and tiny.reason.startswith("too small")
 
 
 def test_forward_contract_boxes_are_normalised(detector):
@@ -163,8 +165,10 @@ def test_fit_head_and_strict_round_trip(detector, tmp_path):
     state = load_file(str(folder / "model.safetensors"))
     state.pop("head_bias")
     save_file(state, str(folder / "model.safetensors"))
-    with pytest.raises(CheckpointError, match="head_bias"):
+    with pytest.raises(CheckpointError, match="model.safetensors: SHA-256 mismatch"):  # the manifest check first
         from_pretrained(folder)
+    with pytest.raises(CheckpointError, match="head_bias"):  # the strict loader, for weights edited on purpose
+        from_pretrained(folder, verify=False)
 
 
 def test_one_photo_size_image_runs_in_a_few_seconds(detector):

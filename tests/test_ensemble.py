@@ -147,14 +147,12 @@ def test_box_from_the_most_confident_box_member(tmp_path, winner):
 
 @pytest.mark.parametrize("box_from", ["member", "most_confident"])
 def test_predict_with_reuses_member_predictions_exactly(member_dirs, box_from):
-    from hubdet._core.files import sha256_file
-
     paths = [str(p) for p in member_dirs]
     ens = create_detector("ensemble_tiny.test", members=paths, box_from=box_from)
     with torch.no_grad():
         ens.fusion.weight.copy_(torch.tensor([[0.7, -1.3]]))
         ens.fusion.bias.fill_(0.2)
-    assert ens.member_sha256() == [sha256_file(p / "model.safetensors") for p in member_dirs]
+    assert ens.member_sha256() == [from_pretrained(p).provenance.sha256 for p in member_dirs]
     alone = [from_pretrained(p) for p in paths]  # the same checkpoints loaded on their own
     images = [_noise(100, 80, seed=3), _noise(64, 90, seed=4), _noise(50, 50, seed=5)]
     expected = [p.to_dict() for p in ens.predict(images, batch_size=2)]
@@ -240,8 +238,10 @@ def test_tampered_fusion_tensors_are_refused(tmp_path):
     torch.manual_seed(0)
     folder = create_detector("ensemble_tiny.test").save_pretrained(tmp_path / "ens", card=False)
     save_file({"fusion.weight": torch.zeros(1, 3), "fusion.bias": torch.zeros(1)}, str(folder / "model.safetensors"))
-    with pytest.raises(CheckpointError, match="fusion.weight"):
+    with pytest.raises(CheckpointError, match="model.safetensors: SHA-256 mismatch"):
         from_pretrained(folder)
+    with pytest.raises(CheckpointError, match="fusion.weight"):  # the strict loader, without the manifest check
+        from_pretrained(folder, verify=False)
 
 
 @pytest.mark.parametrize(
@@ -282,7 +282,7 @@ def test_training_path_follows_the_fusion(member_dirs):
 
 def test_a_swapped_probe_head_in_a_member_is_refused(tmp_path):
     """The member digest covers every state file (weights AND e.g. a probe's skops head), not only the weights."""
-    from hubdet.models.base import checkpoint_sha256
+    from hubdet.models.integrity import write_manifest
     from hubdet.models.probe import HEAD_NAME
 
     pixels = torch.randn(8, 3, 32, 32)
@@ -294,10 +294,15 @@ def test_a_swapped_probe_head_in_a_member_is_refused(tmp_path):
         heads.append(probe.save_pretrained(tmp_path / f"probe{i}", card=False))
     w0, w1 = load_file(heads[0] / "model.safetensors"), load_file(heads[1] / "model.safetensors")
     assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
-    assert checkpoint_sha256(heads[0]) != checkpoint_sha256(heads[1])
+    assert from_pretrained(heads[0]).provenance.sha256 != from_pretrained(heads[1]).provenance.sha256
     ens = create_detector("ensemble_tiny.test", members=[str(heads[0]), str(heads[0])], fusion="mean")
     saved = ens.save_pretrained(tmp_path / "ens", card=False)
     from_pretrained(saved)  # loads as saved
     (saved / "members" / "1" / HEAD_NAME).write_bytes((heads[1] / HEAD_NAME).read_bytes())
-    with pytest.raises(CheckpointError, match="member 1 .*SHA-256"):
+    with pytest.raises(CheckpointError, match=f"members/1/{HEAD_NAME}: SHA-256 mismatch"):  # the member's manifest
         from_pretrained(saved)
+    write_manifest(saved / "members" / "1")  # the member re-signed: the ensemble's record still refuses it
+    with pytest.raises(CheckpointError, match="member 1 differs .*expected weights SHA-256"):
+        from_pretrained(saved)
+    assert from_pretrained(saved, verify=False).members[1].provenance.sha256 == \
+        from_pretrained(heads[1]).provenance.sha256

@@ -3,7 +3,6 @@ cross-dataset matrices, plots and the ``hubdet evaluate`` / ``hubdet cross-eval`
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from hubdet.eval.results import PROTOCOL_VERSION, validate_result
 from hubdet.eval.robustness import PROTOCOL, Perturbation
 from hubdet.eval.runner import run_predictions
 from hubdet.models import Prediction, create_detector
+from hubdet.models.integrity import content_sha256
 from tests.plugins.images import make_image
 
 
@@ -52,8 +52,10 @@ def test_tiny_detector_end_to_end_with_robustness(dataset_dir, saved_model, tmp_
     checked = validate_result(json.loads(json.dumps(result)), where="e2e")  # JSON round trip, pinned
     assert checked.protocol_version == PROTOCOL_VERSION
     assert result["model"]["kind"] == "folder" and result["model"]["training_source"] == "src-a"
-    assert result["model"]["weights_sha256"] == hashlib.sha256((saved_model / "model.safetensors").read_bytes()
-                                                               ).hexdigest()
+    # the weights' content digest, the one the checkpoint's manifest recorded when it was saved
+    manifest = json.loads((saved_model / "config.json").read_text())["file_sha256"]
+    assert result["model"]["weights_sha256"] == content_sha256(saved_model / "model.safetensors") \
+        == manifest["model.safetensors"]
     assert result["dataset"]["fingerprint"] and result["dataset"]["n_images"] == 8
     assert list(result["perturbations"]) == [p.name for p in PROTOCOL[1:]]
     for pert in result["perturbations"].values():
@@ -79,11 +81,15 @@ def test_tiny_detector_end_to_end_with_robustness(dataset_dir, saved_model, tmp_
 
 
 def test_box_detector_gets_box_metrics(dataset_dir):
-    result = evaluate("boxhead_tiny.test", "folder", dataset_dir, perturbations=["downscale_0.5"], batch_size=8)
+    result = evaluate("boxhead_tiny.test", "folder", dataset_dir, perturbations=["jpeg_q75", "downscale_0.5"],
+                      batch_size=8)
     assert result["model"]["random_init"] is True
     m = result["metrics"]
     assert m["n_boxes"] == 4 and 0.0 <= m["mean_iou"] <= 1.0 and "hit_rate@0.55" in m
-    assert "mean_iou" in result["perturbations"]["downscale_0.5"]["drop"]
+    assert "mean_iou" in result["perturbations"]["jpeg_q75"]["drop"]
+    # halved, the 24x20 images are under half a 32x32 tile: counted as "cannot judge", not scored
+    assert result["cannot_judge"]["downscale_0.5"]["count"] == 8 and "clean" not in result["cannot_judge"]
+    assert result["perturbations"]["downscale_0.5"]["metrics"] == {}
     with pytest.raises(ValueError, match="unpinned"):
         validate_result(result)  # a random init is never leaderboard material
 

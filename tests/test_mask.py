@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import hubdet
 from hubdet import training
 from hubdet._core.errors import CheckpointError
 from hubdet.models import create_detector
+from hubdet.models.integrity import IntegrityError
 from hubdet.models.mask import ImageTooLargeError, image_logit, map_regions, sample_crop, tile_origins
 from tests.plugins.images import make_image
 
@@ -53,7 +55,7 @@ def test_image_logit_is_a_top_fraction_mean_and_tiles_cover_the_image() -> None:
         assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:], strict=False))
 
 
-@pytest.mark.parametrize("size", [(150, 100), (20, 12), (64, 64), (300, 210), (1, 1)])
+@pytest.mark.parametrize("size", [(150, 100), (40, 32), (64, 64), (300, 210)])
 def test_map_is_at_native_resolution_and_everything_derives_from_it(size: tuple[int, int]) -> None:
     det = create_detector(TINY).eval()
     with torch.no_grad():  # a map with one confident blob: bias the head so some pixels pass 0.5
@@ -74,6 +76,19 @@ def test_map_is_at_native_resolution_and_everything_derives_from_it(size: tuple[
     assert pred.extra["flagged_fraction"] == pytest.approx(float((pred.mask >= 0.5).mean()))
     d = pred.to_dict()
     assert "regions" in d and "mask" not in d and pred.mask_png().startswith(b"\x89PNG")
+
+
+def test_images_under_half_a_tile_or_too_elongated_for_the_budget_cannot_be_judged() -> None:
+    det = create_detector(TINY, max_tiles=4).eval()  # 64x64 tiles: at least 32 pixels per side
+    policy = det.input_policy()
+    assert (policy.min_width, policy.min_height) == (32, 32) and "half a tile" in policy.basis
+    small, tiny, strip, ok = det.predict([_photo(31, 40), _photo(1, 1), _photo(600, 32), _photo(32, 32)])
+    for pred in (small, tiny):
+        assert pred.verdict == "cannot_judge" and pred.prob is None and pred.mask is None
+        assert pred.reason.startswith("too small") and "half a tile" in pred.reason
+    assert strip.verdict == "cannot_judge" and "shrink it" in strip.reason  # 4 tiles: under half a tile high
+    assert ok.judged and ok.mask.shape == (32, 32)
+    assert create_detector("mask_efficientnet_lite0.in1k").input_policy().min_width == 256
 
 
 def test_alpha_and_palette_images_and_the_tile_budget() -> None:
@@ -125,13 +140,17 @@ def test_save_load_is_strict_and_keeps_the_map(tmp_path: Path) -> None:
     loaded = hubdet.from_pretrained(tmp_path / "m")
     after = loaded.predict([img])[0]
     assert loaded.args.map_bias == 0.5 and np.allclose(before.mask, after.mask, atol=1e-6)
+    assert loaded.provenance.verified  # the saved folder carries its file manifest, like every family's
+    assert "model.safetensors" in json.loads((tmp_path / "m" / "config.json").read_text())["file_sha256"]
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(tmp_path / "m" / "model.safetensors"))
     state.pop(next(iter(state)))
     save_file(state, str(tmp_path / "m" / "model.safetensors"))
-    with pytest.raises(CheckpointError, match="missing tensors"):
+    with pytest.raises(IntegrityError, match="model.safetensors"):  # the manifest notices the change first
         hubdet.from_pretrained(tmp_path / "m")
+    with pytest.raises(CheckpointError, match="missing tensors"):  # and the strict loader without it
+        hubdet.from_pretrained(tmp_path / "m", verify=False)
 
 
 def _mask_tree(root: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from hubdet.models import (
     register_family,
 )
 from hubdet.models.base import WEIGHTS_NAME
+from hubdet.models.integrity import IntegrityError, weights_sha256
 
 TINY = list_detectors("*_tiny.*")
 
@@ -93,14 +95,23 @@ def _save(name: str, folder):
     return load_file(str(folder / WEIGHTS_NAME))
 
 
+def _refused_by_manifest(folder) -> None:
+    """The manifest check names the weights file and both digests."""
+    with pytest.raises(IntegrityError) as err:
+        from_pretrained(folder)
+    message = str(err.value)
+    assert WEIGHTS_NAME in message and len(re.findall(r"\b[0-9a-f]{64}\b", message)) == 2
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_tampered_checkpoint_renamed_tensor(name, tmp_path):
     state = _save(name, tmp_path)
     key = sorted(state)[0]
     state[key + "_renamed"] = state.pop(key)
     save_file(state, str(tmp_path / WEIGHTS_NAME))
-    with pytest.raises(CheckpointError) as err:
-        from_pretrained(tmp_path)
+    _refused_by_manifest(tmp_path)
+    with pytest.raises(CheckpointError) as err:  # without the manifest check, the strict loader still refuses it
+        from_pretrained(tmp_path, verify=False)
     assert key in str(err.value) and f"{key}_renamed" in str(err.value)
 
 
@@ -110,9 +121,28 @@ def test_tampered_checkpoint_changed_shape(name, tmp_path):
     key = next(k for k in sorted(state) if state[k].ndim >= 1 and state[k].numel() > 1)
     state[key] = state[key].flatten()[:-1].clone()
     save_file(state, str(tmp_path / WEIGHTS_NAME))
+    _refused_by_manifest(tmp_path)
     with pytest.raises(CheckpointError, match="shape") as err:
-        from_pretrained(tmp_path)
+        from_pretrained(tmp_path, verify=False)
     assert key in str(err.value)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_flipped_weight_bytes_are_refused_unless_verify_is_off(name, tmp_path):
+    """Bytes flipped inside a tensor (the file still parses): refused naming the file and both digests; loading
+    with ``verify=False`` (a deliberate edit) works and gives other outputs."""
+    _save(name, tmp_path)
+    det = from_pretrained(tmp_path)
+    assert det.provenance.verified and WEIGHTS_NAME in det.provenance.files
+    assert det.provenance.sha256 == weights_sha256(det.provenance.files, det.component_sha256())
+    data = bytearray((tmp_path / WEIGHTS_NAME).read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")  # the tensor data follows the JSON header
+    for pos in range(len(data) - 1, max(start, len(data) - 64) - 1, -4):
+        data[pos] ^= 0x40  # one exponent bit of (up to) 16 float32s at the end of the data
+    (tmp_path / WEIGHTS_NAME).write_bytes(bytes(data))
+    _refused_by_manifest(tmp_path)
+    edited = from_pretrained(tmp_path, verify=False)
+    assert edited.provenance.sha256 != det.provenance.sha256 and not edited.provenance.verified
 
 
 @pytest.mark.parametrize("name", TINY)

@@ -16,7 +16,7 @@ import pytest
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
-EXTRAS = {"data", "eval", "app", "train", "provenance", "onnx", "clip", "dev", "all"}
+EXTRAS = {"data", "eval", "app", "train", "provenance", "onnx", "clip", "transformers", "dev", "all"}
 
 
 def _norm(name: str) -> str:
@@ -120,10 +120,19 @@ from PIL import Image
 
 import hubdet
 
+from hubdet.models import DETECTORS, FAMILIES
+
 img = Image.new("RGB", (96, 80), (120, 60, 30))
 out = {}
 for name in hubdet.list_detectors("*_tiny.*"):  # every family: build, save, load from the folder, predict
     torch.manual_seed(0)
+    if FAMILIES.get(DETECTORS.get(name)().family).requires:  # an adapter of an optional runtime: a clear message
+        try:
+            hubdet.create_detector(name)
+        except ImportError as exc:
+            out[name] = str(exc)
+            continue
+        raise SystemExit(f"{name} built without its optional runtime")
     det = hubdet.create_detector(name)
     if not det.trains_with_gradients:
         feats = det.extract_features(torch.randn(8, 3, *det.config.preprocess.input_size))
@@ -149,10 +158,13 @@ def test_saving_loading_and_predicting_need_only_the_core_set(wheel_requirements
                           timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     probs = json.loads(proc.stdout.strip().splitlines()[-1])
-    from hubdet.models import DETECTORS
+    from hubdet.models import DETECTORS, FAMILIES
 
     assert {DETECTORS.get(n)().family for n in probs} == set(list_families())
-    assert all(0.0 <= p <= 1.0 for p in probs.values())
+    extras = {n: msg for n, msg in probs.items() if FAMILIES.get(DETECTORS.get(n)().family).requires}
+    assert {DETECTORS.get(n)().family for n in extras} == {"transformers", "onnx"}
+    assert all("pip install 'hubdet[" in msg for msg in extras.values()), extras  # the message names the extra
+    assert all(0.0 <= p <= 1.0 for n, p in probs.items() if n not in extras)
 
 
 _LIGHT = r"""

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from hubdet.models import create_detector, from_pretrained
-from hubdet.models.base import checkpoint_sha256
 from hubdet.models.predict import predict_many, share_plan
+from hubdet.models.resolver import weights_record
 
 
 def _noise(width: int, height: int, seed: int) -> Image.Image:
@@ -35,12 +35,13 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ens.fusion.weight.copy_(torch.tensor([[0.9, -0.6]]))
         ens.fusion.bias.fill_(-0.1)
     ens_dir = ens.save_pretrained(root / "ens", card=False)
-    return {"clf": ens_dir / "members" / "0", "box": ens_dir / "members" / "1", "ens": ens_dir}
+    return {"clf": ens_dir / "members" / "0", "box": ens_dir / "members" / "1", "ens": ens_dir,
+            "clf_alone": members[0], "box_alone": members[1]}
 
 
 def _load(folders: dict[str, Path], names: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
     detectors = {n: from_pretrained(folders[n]) for n in names}
-    return detectors, {n: checkpoint_sha256(folders[n]) for n in names}
+    return detectors, {n: weights_record(d).sha256 for n, d in detectors.items()}
 
 
 def _count(detector: Any, counts: dict[str, int], key: str) -> None:
@@ -113,3 +114,13 @@ def test_a_failing_detector_is_reported_and_the_ensemble_runs_that_member_itself
     assert runs["ens"].shared_members == {"1:boxhead_tiny.test": "box"}
     assert [p.to_dict() for p in runs["ens"].predictions] == own
     assert entered == ["clf", "box", "ens"]  # every detector predicted under its own lock, providers first
+
+
+def test_two_saves_of_the_same_detector_share(folders: dict[str, Path]) -> None:
+    """The members were saved twice (on their own, then inside the ensemble): the two files differ in nothing but
+    possibly the safetensors header's layout, and their weights digests agree, so the ensemble reuses them."""
+    detectors, digests = _load(folders, ["ens", "clf_alone", "box_alone"])
+    assert digests["clf_alone"] == detectors["ens"].member_sha256()[0]
+    assert share_plan(detectors, digests) == {"ens": {0: "clf_alone", 1: "box_alone"}}
+    runs = predict_many(detectors, IMAGES, digests=digests)
+    assert [p.to_dict() for p in runs["ens"].predictions] == [p.to_dict() for p in detectors["ens"].predict(IMAGES)]

@@ -31,8 +31,26 @@ class BadImageError(HubdetError, ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class UnsupportedImageError(BadImageError):
+    """A readable image whose samples hubdet cannot interpret faithfully (e.g. floating-point values outside [0, 1],
+    a floating-point RGB TIFF): a detector answers "cannot judge" for it rather than a verdict."""
+
+
 class CheckpointError(HubdetError, ValueError):
     """A checkpoint is missing files, has mismatched tensors or an unsafe format."""
+
+
+class NonFiniteOutputError(HubdetError, ValueError):
+    """A detector produced a NaN or infinite output; the message names the model and the image."""
+
+
+class HubRepoError(HubdetError, FileNotFoundError):
+    """A Hub repository could not be fetched. ``reason``: ``not_found``, ``revision``, ``gated``, ``offline`` (not in
+    the local cache while ``HF_HUB_OFFLINE`` is set) or ``network``; the message says which and what to check."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class DataLayoutError(HubdetError, FileNotFoundError):

@@ -50,8 +50,15 @@ def push_folder(
     return url
 
 
-def local_or_snapshot(path_or_repo_id: str | Path, *, revision: str | None = None, repo_type: str = "model") -> Path:
-    """A local folder as-is, or a Hub repository downloaded to the cache (respects ``HF_HUB_OFFLINE``)."""
+def local_or_snapshot(
+    path_or_repo_id: str | Path, *, revision: str | None = None, repo_type: str = "model",
+    allow_patterns: list[str] | None = None,
+) -> Path:
+    """A local folder as-is, or a Hub repository downloaded to the cache (respects ``HF_HUB_OFFLINE``; only the files
+    matching ``allow_patterns`` when given). Raises :class:`~hubdet._core.errors.HubRepoError` saying why a repository
+    could not be fetched (does not exist, unknown revision, gated, offline and not cached, network)."""
+    from hubdet._core.errors import HubRepoError
+
     path = Path(path_or_repo_id)
     if path.exists():
         if not path.is_dir():
@@ -60,12 +67,26 @@ def local_or_snapshot(path_or_repo_id: str | Path, *, revision: str | None = Non
     text = str(path_or_repo_id)
     if text.startswith((".", "/", "~")) or text.count("/") > 1:
         raise FileNotFoundError(f"{text}: no such folder (and it is not a Hub repo id)")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import errors, snapshot_download
 
+    where = text + (f"@{revision}" if revision else "")
     try:
-        return Path(snapshot_download(text, revision=revision, repo_type=repo_type))
+        return Path(snapshot_download(text, revision=revision, repo_type=repo_type, allow_patterns=allow_patterns,
+                                      cache_dir=os.environ.get("HF_HUB_CACHE") or None))
+    except errors.GatedRepoError as exc:
+        raise HubRepoError(f"{where}: the Hub repository is gated; accept its terms and log in "
+                           f"({type(exc).__name__})", "gated") from exc
+    except errors.RepositoryNotFoundError as exc:
+        raise HubRepoError(f"{where}: no such Hub {repo_type} repository (it does not exist, or it is private and "
+                           "you are not logged in)", "not_found") from exc
+    except errors.RevisionNotFoundError as exc:
+        raise HubRepoError(f"{where}: the Hub repository has no revision {revision!r}", "revision") from exc
+    except errors.LocalEntryNotFoundError as exc:
+        if is_offline():
+            raise HubRepoError(f"{where}: offline (HF_HUB_OFFLINE is set) and not in the local Hub cache",
+                               "offline") from exc
+        raise HubRepoError(f"{where}: the Hub could not be reached and the repository is not in the local cache "
+                           f"({exc})", "network") from exc
     except Exception as exc:  # the Hub client raises many types; say what to check
-        raise FileNotFoundError(
-            f"{text}: not a local folder, and the Hub repository could not be fetched "
-            f"({type(exc).__name__}: {exc}); offline={is_offline()}"
-        ) from exc
+        raise HubRepoError(f"{where}: not a local folder, and the Hub repository could not be fetched "
+                           f"({type(exc).__name__}: {exc}); offline={is_offline()}", "network") from exc

@@ -3,6 +3,8 @@
 - :mod:`hubdet.app.config`: which detectors the app offers (``defaults/detectors.yaml`` or ``HUBDET_DETECTORS``);
 - :mod:`hubdet.app.pool`: the lazy, thread-safe detector cache (one lock per detector) and the app's error types;
 - :mod:`hubdet.app.uploads`: decoding an upload, expanding a batch's files and zips under :class:`BatchLimits`;
+- :mod:`hubdet.app.limits`: the app's own limits (:class:`AppLimits`: pixels, upload bytes, analyses at once, queue,
+  per-client rate), each refusal a message;
 - :mod:`hubdet.app.compare` / :mod:`hubdet.app.batch`: the two ways of scoring, both over
   :func:`hubdet.models.predict.predict_many` (ensemble member sharing lives with the models);
 - :mod:`hubdet.app.rendering`: display copies, boxes and heatmap overlays (heatmaps: :mod:`hubdet.models.explain`);

@@ -15,9 +15,10 @@ from typing import Any
 
 from PIL import Image
 
-from hubdet._core.errors import BadImageError
+from hubdet._core.errors import BadImageError, UnsupportedImageError
 from hubdet.app.pool import AppInputError, DetectorPool
 from hubdet.app.uploads import BatchLimits, decode_upload, expand_uploads
+from hubdet.models.output import CANNOT_JUDGE
 
 BATCH_COLUMNS = ["file", "detector", "prob_fake", "verdict", "box", "box_score", "inpainted_share", "regions", "error"]
 
@@ -26,18 +27,21 @@ def _box_text(box: Sequence[float] | None) -> str:
     return "" if box is None else ",".join(f"{v:.0f}" for v in box)
 
 
-def _error_rows(label: str, error: str, detectors: Sequence[str]) -> list[dict[str, Any]]:
-    return [{"file": label, "detector": d, "prob_fake": None, "verdict": None, "box": "", "box_score": None,
+def _error_rows(label: str, error: str, detectors: Sequence[str], verdict: str | None = None) -> list[dict[str, Any]]:
+    return [{"file": label, "detector": d, "prob_fake": None, "verdict": verdict, "box": "", "box_score": None,
              "inpainted_share": None, "regions": None, "error": error} for d in detectors]
 
 
 def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: Sequence[str] | None, *,
-          limits: BatchLimits = BatchLimits(), chunk: int = 8) -> list[dict[str, Any]]:
+          limits: BatchLimits = BatchLimits(), chunk: int = 8, max_pixels: int | None = None,
+          max_file_bytes: int | None = None) -> list[dict[str, Any]]:
     """Rows ``file, detector, prob_fake, verdict, box, box_score, inpainted_share, regions, error`` for every file x
     detector (``inpainted_share``: the share of the image a mask detector flags; ``regions``: how many regions).
 
-    Bad files and refused archives become rows with their error (one per detector); nothing is skipped silently.
-    Detectors are loaded when the first image is ready; good images are scored ``chunk`` at a time.
+    Bad files, files over ``max_file_bytes`` or ``max_pixels`` and refused archives become rows with their error
+    (one per detector); an image a detector cannot judge gets verdict ``cannot_judge`` and the reason in ``error``.
+    Nothing is skipped silently. Detectors are loaded when the first image is ready; good images are scored
+    ``chunk`` at a time.
     """
     if not paths:
         raise AppInputError("upload one or more images or a zip archive")
@@ -59,14 +63,19 @@ def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: 
         pending.clear()
 
     for label, source, error in expand_uploads(paths, limits):
+        size = len(source) if isinstance(source, bytes) else _file_size(source)
+        if error is None and max_file_bytes is not None and size > max_file_bytes:
+            error = f"the file is {size / 2**20:.1f} MiB, over this app's limit of {max_file_bytes / 2**20:.0f} MiB"
+        unjudged = False
         if error is None:
             try:
-                pending.append((label, decode_upload(source, name=label).image))
+                pending.append((label, decode_upload(source, name=label, max_pixels=max_pixels).image))
             except BadImageError as exc:
-                error = exc.reason
+                error, unjudged = exc.reason, isinstance(exc, UnsupportedImageError)
         if error is not None:
             flush()
-            rows.extend(_error_rows(label, error, chosen))
+            rows.extend(_error_rows(label, f"cannot judge: {error}" if unjudged else error, chosen,
+                                    verdict=CANNOT_JUDGE if unjudged else None))
         elif len(pending) >= chunk:
             flush()
     flush()
@@ -75,24 +84,37 @@ def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: 
 
 def _score(pool: DetectorPool, detectors: dict[str, Any], failures: dict[str, str],
            pending: Sequence[tuple[str, Image.Image]], chosen: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows for the decoded images of one chunk, detector by detector (in ``chosen`` order)."""
+    """Rows for the decoded images of one chunk: file by file, each with its detectors in ``chosen`` order."""
     from hubdet.models.predict import predict_many
 
     runs = predict_many(detectors, [im for _, im in pending], digests={n: pool.weights_sha256(n) for n in detectors},
                         locks={n: pool.lock(n) for n in detectors})
     rows: list[dict[str, Any]] = []
-    for name in chosen:
-        error = failures[name] if name in failures else runs[name].error
-        if error is not None:
-            rows.extend(row for label, _ in pending for row in _error_rows(label, error, [name]))
-            continue
-        for (label, _), pred in zip(pending, runs[name].predictions or [], strict=True):
+    for i, (label, _) in enumerate(pending):
+        for name in chosen:
+            error = failures[name] if name in failures else runs[name].error
+            if error is not None:
+                rows.extend(_error_rows(label, error, [name]))
+                continue
+            pred = (runs[name].predictions or [])[i]
+            if not pred.judged:
+                rows.append({"file": label, "detector": name, "prob_fake": None, "verdict": pred.verdict, "box": "",
+                             "box_score": None, "inpainted_share": None, "regions": None,
+                             "error": f"cannot judge: {pred.reason}"})
+                continue
             rows.append({"file": label, "detector": name, "prob_fake": round(float(pred.prob), 4),
                          "verdict": pred.verdict, "box": _box_text(pred.box),
                          "box_score": None if pred.box_score is None else round(float(pred.box_score), 4),
                          "inpainted_share": None if pred.mask is None else round(float((pred.mask >= 0.5).mean()), 4),
                          "regions": None if pred.regions is None else len(pred.regions), "error": ""})
     return rows
+
+
+def _file_size(source: Any) -> int:
+    try:
+        return os.stat(source).st_size if source is not None else 0
+    except OSError:
+        return 0  # a missing file is the decoder's to report
 
 
 def rows_to_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike | None = None) -> Path:

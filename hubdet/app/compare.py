@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from hubdet._core.errors import UnsupportedImageError
 from hubdet.app.pool import DetectorPool
 from hubdet.app.rendering import display_copy, draw_box, overlay_heatmap, overlay_mask
 from hubdet.app.uploads import decode_upload
+from hubdet.models.output import CANNOT_JUDGE
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class DetectorResult:
     explanation: str = ""
     explanation_seconds: float | None = None
     error: str | None = None
+    reason: str | None = None  # why the detector cannot judge the image (verdict "cannot_judge", prob None)
     shared_members: dict[str, str] = field(default_factory=dict)  # ensemble member -> detector it reused
     box_image: Image.Image | None = None
     heatmap_image: Image.Image | None = None
@@ -54,6 +57,7 @@ class DetectorResult:
             "predicts_masks": self.predicts_masks, "regions": self.regions, "flagged_fraction": self.flagged_fraction,
             "family": self.family, "explanation": self.explanation,
             "explanation_seconds": self.explanation_seconds, "error": self.error,
+            **({"reason": self.reason} if self.reason is not None else {}),
             "shared_members": dict(self.shared_members),
         }
 
@@ -73,32 +77,42 @@ class Comparison:
 
 
 def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names: Sequence[str] | None, *,
-            explain_it: bool = True, name: str | None = None) -> Comparison:
-    """Run the chosen detectors on one upload. Raises :class:`BadImageError` or :class:`AppInputError`."""
+            explain_it: bool = True, name: str | None = None, max_pixels: int | None = None) -> Comparison:
+    """Run the chosen detectors on one upload (at most ``max_pixels`` pixels; default: the decoder's limit).
+
+    A detector that cannot judge the image answers ``verdict == "cannot_judge"`` with its ``reason`` (no
+    probability, no pictures). Raises :class:`BadImageError` or :class:`AppInputError`."""
     from hubdet.models.predict import predict_many
 
     chosen = pool.check_selection(names)
-    decoded = decode_upload(source, name=name)
+    try:
+        decoded = decode_upload(source, name=name, max_pixels=max_pixels)
+    except UnsupportedImageError as exc:  # readable, but no detector can judge samples of unknown meaning
+        unjudged = [DetectorResult(detector=n, verdict=CANNOT_JUDGE, reason=exc.reason) for n in chosen]
+        image = {"file": exc.path, "width": None, "height": None, "format": None, "mode": None, "frames": None,
+                 "notes": []}
+        return Comparison(image=image, results=unjudged, summary=agreement_summary(unjudged))
     shown, scale = display_copy(decoded.image)
     detectors, failures = pool.load(chosen)
     runs = predict_many(detectors, [decoded.image], digests={n: pool.weights_sha256(n) for n in detectors},
                         locks={n: pool.lock(n) for n in detectors})
-    results = []
-    for n in chosen:
-        result = DetectorResult(detector=n, error=failures.get(n))
-        if n in detectors:
-            _fill(result, detectors[n], runs[n], decoded.name)
-            if result.error is None:
-                with pool.lock(n):  # explanations hook the detector's modules
-                    _pictures(result, detectors[n], decoded.image, shown, scale, explain_it=explain_it,
-                              prediction=runs[n].predictions[0])
-        results.append(result)
-    return Comparison(image=decoded.info(), results=results, summary=agreement_summary(results), preview=shown)
+    results = {n: DetectorResult(detector=n, error=failures.get(n)) for n in chosen}
+    for n in detectors:
+        _fill(results[n], detectors[n], runs[n], decoded.name)
+    heatmaps: dict[str, np.ndarray] = {}
+    for n in sorted(detectors, key=lambda d: bool(runs[d].shared_members)):  # members' maps before ensembles'
+        result = results[n]
+        if result.error is None and result.reason is None:
+            with pool.lock(n):  # explanations may hook the detector's modules
+                _pictures(result, detectors[n], decoded.image, shown, scale, explain_it=explain_it,
+                          heatmaps=heatmaps, shared=runs[n].shared_members, prediction=runs[n].predictions[0])
+    ordered = [results[n] for n in chosen]
+    return Comparison(image=decoded.info(), results=ordered, summary=agreement_summary(ordered), preview=shown)
 
 
 def _fill(result: DetectorResult, detector: Any, run: Any, file: str) -> None:
     """Copy a detector's :class:`~hubdet.models.predict.DetectorRun` on one image into ``result`` (box rounded to
-    0.1 pixel), or its error."""
+    0.1 pixel), its "cannot judge" and reason, or its error."""
     result.family, result.supports_boxes = detector.family, bool(detector.supports_boxes)
     result.shared_members = run.shared_members
     if run.error is not None:
@@ -106,8 +120,11 @@ def _fill(result: DetectorResult, detector: Any, run: Any, file: str) -> None:
         return
     pred = run.predictions[0]
     result.seconds = round(run.seconds, 4)
-    result.prob_fake = float(pred.prob)
     result.verdict = pred.verdict
+    if not pred.judged:
+        result.reason = pred.reason
+        return
+    result.prob_fake = float(pred.prob)
     result.box = [round(float(v), 1) for v in pred.box] if pred.box is not None else None
     result.box_score = float(pred.box_score) if pred.box_score is not None else None
     result.predicts_masks = bool(getattr(detector, "predicts_masks", False)) and pred.mask is not None
@@ -118,11 +135,15 @@ def _fill(result: DetectorResult, detector: Any, run: Any, file: str) -> None:
 
 
 def _pictures(result: DetectorResult, detector: Any, img: Image.Image, shown: Image.Image, scale: float, *,
-              explain_it: bool, prediction: Any = None) -> None:
+              explain_it: bool, heatmaps: dict[str, np.ndarray] | None = None,
+              shared: dict[str, str] | None = None, prediction: Any = None) -> None:
     """The column's pictures at display size (``shown`` is ``img`` scaled by ``scale``): the heatmap overlay (and
     the method) when asked, and the box for box-capable detectors. A mask detector's own map replaces the heatmap
     (it IS the explanation: no Grad-CAM), and its mask is drawn with one box per region. A failed explanation is
-    reported, not raised."""
+    reported, not raised.
+
+    ``heatmaps`` (detector name -> its map, filled here) lets an ensemble reuse the maps of the members it
+    ``shared`` with detectors explained before it (``"k:member" -> detector name``)."""
     from hubdet.models.explain import explain
 
     if result.predicts_masks and prediction is not None and prediction.mask is not None:
@@ -135,16 +156,21 @@ def _pictures(result: DetectorResult, detector: Any, img: Image.Image, shown: Im
             result.explanation = str(getattr(detector, "explanation_method", "")
                                      or "the detector's own inpainting map")
             result.explanation_seconds = 0.0
+            if heatmaps is not None:  # an ensemble beside it with this detector as a member reuses the map
+                heatmaps[result.detector] = np.clip(prediction.mask.astype(np.float32), 0.0, 1.0)
         return
     if result.supports_boxes:
         label = f"{result.detector}: {result.box_score:.2f}" if result.box_score is not None else result.detector
         result.box_image = draw_box(shown, result.box, label, scale=scale)
     if not explain_it:
         return
+    heatmaps = heatmaps if heatmaps is not None else {}
+    known = {int(member.split(":", 1)[0]): heatmaps[src] for member, src in (shared or {}).items() if src in heatmaps}
     try:
         start = time.perf_counter()
-        heat, result.explanation = explain(detector, img)
+        heat, result.explanation = explain(detector, img, member_maps=known)
         result.explanation_seconds = round(time.perf_counter() - start, 4)
+        heatmaps[result.detector] = heat
         small = np.asarray(Image.fromarray(heat).resize(shown.size, Image.Resampling.BILINEAR))
         result.heatmap_image = overlay_heatmap(shown, small)
     except Exception as exc:  # explanations are a bonus: report, keep the prediction
@@ -177,6 +203,7 @@ def agreement_summary(results: Sequence[DetectorResult]) -> dict[str, Any]:
                 pair["box_iou"] = round(_box_iou(a.box, b.box), 4)
             pairs.append(pair)
     agree = len(ok) >= 2 and len(groups) == 1
+    unjudged = {r.detector: r.reason for r in results if r.error is None and r.reason is not None}
     summary: dict[str, Any] = {
         "n_detectors": len(results), "n_ok": len(ok), "unanimous": agree,
         "verdicts": {r.detector: r.verdict for r in ok},
@@ -186,6 +213,7 @@ def agreement_summary(results: Sequence[DetectorResult]) -> dict[str, Any]:
         "prob_fake_mean": round(float(np.mean(probs)), 4) if probs else None,
         "pairs": pairs,
         "errors": {r.detector: r.error for r in results if r.error},
+        "cannot_judge": unjudged,
     }
     summary["text"] = summary_markdown(summary)
     return summary
@@ -195,7 +223,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     """A few readable lines from :func:`agreement_summary`."""
     lines = []
     groups = summary["groups"]
-    if summary["n_ok"] == 0:
+    if summary["n_ok"] == 0 and summary.get("cannot_judge"):
+        lines.append("**No detector can judge this image.**")
+    elif summary["n_ok"] == 0:
         lines.append("**No detector produced a result.**")
     elif summary["n_ok"] == 1:
         (verdict, names), = groups.items()
@@ -212,6 +242,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     for pair in summary["pairs"]:
         if "box_iou" in pair:
             lines.append(f"Boxes of {pair['a']} and {pair['b']} overlap with IoU {pair['box_iou']:.2f}.")
+    for name, reason in summary.get("cannot_judge", {}).items():
+        lines.append(f"{name}: cannot judge: {reason}")
     for name, error in summary["errors"].items():
         lines.append(f"{name}: error: {error}")
     return "\n\n".join(lines)

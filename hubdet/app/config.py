@@ -4,21 +4,22 @@ The YAML schema (``format_version: 1``)::
 
     detectors:
       - name: classifier            # unique label shown in the app
-        path: classifier            # a checkpoint folder, relative to the YAML file ...
+        model: classifier           # a detector spec (hubdet.load_detector): a folder relative to the YAML file,
         description: "..."          # one line shown in the app
       - name: someone-else
-        repo_id: org/repo           # ... or a Hugging Face Hub model repo (needs the network or a warm cache)
-        revision: main              # optional, Hub only
+        model: org/repo@main        # ... a Hub repo (hubdet, transformers, timm or ONNX; network or a warm cache),
       - name: random-classifier
-        registry: classifier_tiny.test   # ... or a registered variant with random weights (demos and tests)
+        model: registry:classifier_tiny.test   # ... or a registered variant with random weights (demos and tests)
 
-``HUBDET_DETECTORS`` is a comma-separated list that replaces the file: each item is a folder, a Hub id
-(``org/repo`` or ``org/repo@revision``) or a registry name, optionally prefixed by a label (``label=source``).
-``HUBDET_DETECTORS_CONFIG`` points at another YAML file. Nothing is loaded or downloaded here.
+The keys of the first version of this file (``path``, ``repo_id`` + ``revision``, ``registry``) are still read;
+each becomes ``model``. ``HUBDET_DETECTORS`` is a comma-separated list that replaces the file: each item is a
+detector spec, optionally prefixed by a label (``label=spec``). ``HUBDET_DETECTORS_CONFIG`` points at another YAML
+file. Specs are parsed by the resolver (:mod:`hubdet.models.resolver`); nothing is loaded or downloaded here.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hubdet._core.config import StrictConfig
-from hubdet._core.errors import ConfigError
+from hubdet._core.errors import ConfigError, HubdetError
 
 logger = logging.getLogger(__name__)
 
@@ -35,53 +36,88 @@ ENV_LIST = "HUBDET_DETECTORS"
 ENV_CONFIG = "HUBDET_DETECTORS_CONFIG"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "defaults" / "detectors.yaml"
-_REGISTRY_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
-_REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-_LABEL_RE = re.compile(r"^[\w.\- ]{1,64}$")
+_LABEL_RE = re.compile(r"^[\w.\-(), ]{1,64}$")
 
 
 @dataclass
 class DetectorSpec(StrictConfig):
-    """One detector the app can offer: a label and exactly one of ``path``, ``repo_id`` or ``registry``."""
+    """One detector the app can offer: a label and a detector spec (``model``, :func:`hubdet.load_detector`'s
+    grammar). The format-1 keys ``path``, ``repo_id`` (+ ``revision``) and ``registry`` are read into ``model``."""
 
     name: str
+    model: str = ""
+    description: str = ""
     path: str = ""
     repo_id: str = ""
     registry: str = ""
     revision: str = ""
-    description: str = ""
 
     def validate(self) -> None:
+        from hubdet.models.resolver import SpecError, parse_spec
+
         if not self.name or not _LABEL_RE.match(self.name):
-            raise ConfigError(f"detector name {self.name!r}: use 1-64 letters, digits, spaces, '.', '_' or '-'")
-        given = [k for k in ("path", "repo_id", "registry") if getattr(self, k)]
+            raise ConfigError(f"detector name {self.name!r}: use 1-64 letters, digits, spaces, '.', '_', '-', "
+                              "',' or parentheses")
+        given = [k for k in ("model", "path", "repo_id", "registry") if getattr(self, k)]
         if len(given) != 1:
-            raise ConfigError(f"detector {self.name!r}: give exactly one of path, repo_id, registry (got {given})")
-        if self.repo_id and not _REPO_RE.match(self.repo_id):
-            raise ConfigError(f"detector {self.name!r}: {self.repo_id!r} is not a Hub repo id like 'org/name'")
-        if self.registry and not _REGISTRY_RE.match(self.registry):
-            raise ConfigError(f"detector {self.name!r}: {self.registry!r} is not a registry name like 'arch.tag'")
+            raise ConfigError(f"detector {self.name!r}: give exactly one of model, path, repo_id, registry "
+                              f"(got {given})")
         if self.revision and not self.repo_id:
             raise ConfigError(f"detector {self.name!r}: revision is only meaningful with repo_id")
+        try:
+            if self.repo_id and not parse_spec(self.repo_id).is_hub:
+                raise ConfigError(f"detector {self.name!r}: {self.repo_id!r} is not a Hub repo id like 'org/name'")
+            if self.registry and not parse_spec(self.registry).is_registry:
+                raise ConfigError(f"detector {self.name!r}: {self.registry!r} is not a registry name like 'arch.tag'")
+        except SpecError as exc:
+            raise ConfigError(f"detector {self.name!r}: {exc}") from None
+        if not self.model:  # the format-1 keys: one representation from here on
+            self.model = self.path or (f"registry:{self.registry}" if self.registry else
+                                       self.repo_id + (f"@{self.revision}" if self.revision else ""))
+            self.path = self.repo_id = self.registry = self.revision = ""
+        try:
+            parse_spec(self.model)
+        except SpecError as exc:
+            raise ConfigError(f"detector {self.name!r}: {exc}") from None
 
     @property
     def source(self) -> str:
-        """Where it comes from, for display."""
-        if self.path:
-            return self.path
-        if self.repo_id:
-            return f"hf://{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
-        return f"registry:{self.registry} (random weights)"
+        """Where it comes from, for display: the spec."""
+        return self.model
 
     def problem(self) -> str | None:
-        """A reason this detector cannot be offered right now (cheap checks only), or None."""
-        if self.path:
-            folder = Path(self.path)
-            if not folder.is_dir():
-                return f"{folder}: checkpoint folder not found"
-            if not (folder / "config.json").is_file():
-                return f"{folder}: no config.json (not a hubdet checkpoint folder)"
-        return None
+        """A reason this detector cannot be offered right now (cheap checks only: no load, no download), or None."""
+        from hubdet.models.integrity import PACKAGE_PREFIX, resolve_file
+        from hubdet.models.resolver import SpecError, check_spec, detect_kind, parse_spec
+
+        problem = check_spec(self.model)
+        if problem is None:
+            spec = parse_spec(self.model)
+            if spec.is_local and spec.kind is None and not spec.target.startswith(PACKAGE_PREFIX):
+                folder = Path(spec.target).expanduser()
+                try:
+                    if detect_kind(folder) == "hubdet":  # files it reads from installed packages must be there
+                        manifest = json.loads((folder / "config.json").read_text()).get("file_sha256") or {}
+                        for ref in (r for r in manifest if r.startswith(PACKAGE_PREFIX)):
+                            resolve_file(folder, ref)
+                except (SpecError, HubdetError, OSError, ValueError) as exc:
+                    return str(exc)
+        return problem
+
+
+def _anchored(spec: str, base: Path) -> str:
+    """``spec`` with a relative local target made absolute against ``base`` (where it exists there)."""
+    from hubdet.models.resolver import SpecError, parse_spec
+
+    try:
+        parsed = parse_spec(spec)
+    except SpecError as exc:
+        raise ConfigError(str(exc)) from None
+    target = Path(parsed.target).expanduser()
+    if parsed.target.startswith("pkg:") or target.is_absolute() or not (base / target).exists():
+        return spec
+    prefix = spec.strip().split(":", 1)[0] + ":" if parsed.kind is not None else ""
+    return prefix + str((base / target).resolve())
 
 
 @dataclass
@@ -111,14 +147,16 @@ def read_detectors_file(path: str | os.PathLike) -> list[DetectorSpec]:
     specs = []
     for i, entry in enumerate(parsed.detectors):
         spec = DetectorSpec.from_dict(entry, where=f"{file}: detectors[{i}]")
-        if spec.path and not Path(spec.path).expanduser().is_absolute():
-            spec.path = str((file.parent / spec.path).resolve())
+        spec.model = _anchored(spec.model, file.parent)
         specs.append(spec)
     return _check_unique(specs, str(file))
 
 
 def parse_detector_list(text: str, *, base: Path | None = None) -> list[DetectorSpec]:
-    """Parse ``HUBDET_DETECTORS``: comma-separated ``[label=]source`` items (folder, Hub id or registry name)."""
+    """Parse ``HUBDET_DETECTORS``: comma-separated ``[label=]spec`` items (any detector spec; relative folders
+    against ``base``, default the working directory). A spec that cannot name a detector raises."""
+    from hubdet.models.resolver import check_spec, default_name
+
     base = base or Path.cwd()
     specs = []
     for raw in text.split(","):
@@ -128,24 +166,15 @@ def parse_detector_list(text: str, *, base: Path | None = None) -> list[Detector
         label = ""
         if "=" in item:
             label, item = (s.strip() for s in item.split("=", 1))
-        specs.append(_spec_from_source(item, label=label, base=base))
+        try:
+            model = _anchored(item, base)
+        except ConfigError as exc:
+            raise ConfigError(f"{ENV_LIST}: {exc}") from None
+        problem = check_spec(model)
+        if problem:
+            raise ConfigError(f"{ENV_LIST}: {problem}")
+        specs.append(DetectorSpec(name=label or default_name(model), model=model))
     return _check_unique(specs, ENV_LIST)
-
-
-def _spec_from_source(source: str, *, label: str, base: Path) -> DetectorSpec:
-    path = Path(source).expanduser()
-    path = path if path.is_absolute() else base / path
-    if path.is_dir():
-        return DetectorSpec(name=label or path.name, path=str(path.resolve()))
-    if _REGISTRY_RE.match(source):
-        return DetectorSpec(name=label or source, registry=source)
-    repo, _, revision = source.partition("@")
-    if _REPO_RE.match(repo) and not source.startswith((".", "/", "~")):
-        return DetectorSpec(name=label or repo.split("/")[-1], repo_id=repo, revision=revision)
-    raise ConfigError(
-        f"{ENV_LIST}: {source!r} is neither an existing folder, a Hub repo id (org/name[@revision]) "
-        "nor a registry name (arch.tag)"
-    )
 
 
 def _check_unique(specs: list[DetectorSpec], where: str) -> list[DetectorSpec]:

@@ -1,6 +1,9 @@
 """The configured detectors, loaded lazily and cached, safe to share between threads: :class:`DetectorPool`.
 
-Also the app's two error types: :class:`AppInputError` (a request the app refuses) and :class:`DetectorLoadError`.
+Every detector is loaded by the resolver (:func:`hubdet.load_detector`): hubdet checkpoints and outside
+transformers/timm/ONNX classifiers alike. Users may add a Hub model repo by id (:meth:`DetectorPool.add`), loaded
+once and cached. Also the app's two error types: :class:`AppInputError` (a request the app refuses) and
+:class:`DetectorLoadError`.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from hubdet._core.errors import HubdetError
@@ -19,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 MIN_SIDES = 2
 MAX_SIDES = 4
+MAX_ADDED = 6  # Hub repos users may add to one app (each stays in memory)
 
 
 class AppInputError(HubdetError, ValueError):
@@ -47,9 +50,11 @@ class DetectorPool:
             else:
                 self.specs[spec.name] = spec
         self._models: dict[str, Any] = {}
-        self._digests: dict[str, str | None] = {}  # state digest of each loaded detector (None: unknown)
+        self._digests: dict[str, str | None] = {}  # weights_sha256 of each loaded detector (None: random weights)
         self._failures: dict[str, str] = {}
         self._locks = {name: threading.RLock() for name in self.specs}
+        self._added: list[str] = []
+        self._add_lock = threading.Lock()
 
     def names(self) -> list[str]:
         """Names of the detectors that can be offered (in configuration order)."""
@@ -91,7 +96,7 @@ class DetectorPool:
                 self._failures[name] = message
                 raise DetectorLoadError(message) from exc
             model.eval()
-            self._digests[name] = _state_sha256(_checkpoint_folder(spec))
+            self._digests[name] = _weights_digest(model)
             self._models[name] = model
             logger.info("loaded detector %s from %s in %.2fs", name, spec.source, time.perf_counter() - start)
             return model
@@ -107,10 +112,57 @@ class DetectorPool:
         return loaded, failed
 
     def weights_sha256(self, name: str) -> str | None:
-        """State digest (weights and other state files, :func:`~hubdet.models.base.checkpoint_sha256`) of loaded
-        detector ``name`` (None if unknown or not loaded): what :func:`hubdet.models.predict.predict_many` matches
-        ensemble members against."""
+        """:func:`~hubdet.models.integrity.weights_sha256` of loaded detector ``name`` (None if random, unknown or not
+        loaded): what :func:`hubdet.models.predict.predict_many` matches ensemble members against."""
         return self._digests.get(name)
+
+    def add(self, text: str) -> str:
+        """Add a Hub model repository by id (``org/name``, ``org/name@revision``, optionally with a kind prefix such
+        as ``transformers:``), load it once and cache it; return its name in the pool (the spec as typed).
+
+        Raises :class:`AppInputError` with the reason: not a Hub id, offline, no such repository or revision, not an
+        image classifier (or labels that do not say which class is fake), too many added detectors.
+        """
+        from hubdet._core.errors import HubRepoError
+        from hubdet._core.hub import is_offline
+        from hubdet.app.config import DetectorSpec
+        from hubdet.models.resolver import SpecError, parse_spec
+
+        text = (text or "").strip()
+        try:
+            spec = parse_spec(text)
+        except SpecError as exc:
+            raise AppInputError(str(exc)) from None
+        if spec.kind == "registry" or not spec.is_hub or len(text) > 200:
+            raise AppInputError(f"{text!r} is not a Hub model id: type 'org/name' or 'org/name@revision' (e.g. "
+                                "'umm-maybe/AI-image-detector')")
+        with self._add_lock:
+            if text in self._models:
+                return text
+            if text in self.specs:
+                raise AppInputError(f"{text!r} is already a detector name here")
+            if len(self._added) >= MAX_ADDED:
+                raise AppInputError(f"this app holds at most {MAX_ADDED} added detectors ({self._added})")
+            if is_offline():
+                raise AppInputError(f"the app is offline (HF_HUB_OFFLINE is set): it cannot fetch {text!r} from the "
+                                    "Hub; choose among the configured detectors")
+            start = time.perf_counter()
+            try:
+                model = _load(DetectorSpec(name=_label(text), model=text))
+            except HubRepoError as exc:
+                raise AppInputError(f"cannot add {text!r}: {exc}") from None
+            except Exception as exc:  # not an image classifier, ambiguous labels, pickle-only weights ...
+                logger.warning("cannot add %s: %s", text, exc)
+                raise AppInputError(f"cannot add {text!r}: {exc}") from None
+            model.eval()
+            self._digests[text] = _weights_digest(model)
+            self._models[text] = model
+            self._locks = {**self._locks, text: threading.RLock()}
+            self.specs = {**self.specs, text: DetectorSpec(name=_label(text), model=text,
+                                                           description="added by a user from the Hub")}
+            self._added.append(text)
+            logger.info("added detector %s in %.2fs", text, time.perf_counter() - start)
+            return text
 
     def describe(self) -> list[dict[str, Any]]:
         """One dict per configured detector: name, source, description, availability (loaded ones add details)."""
@@ -122,6 +174,9 @@ class DetectorPool:
             if model is not None:
                 row.update(family=model.family, supports_boxes=bool(model.supports_boxes),
                            registry_name=model.config.name, weights_source=model.config.weights_source)
+                prov = model.provenance
+                if prov is not None:
+                    row.update(revision=prov.revision, weights_sha256=prov.sha256, verified=prov.verified)
                 row["description"] = row["description"] or model.config.metadata.get("description", "")
             if name in self._failures:
                 row["error"] = self._failures[name]
@@ -142,38 +197,27 @@ class DetectorPool:
         return names
 
 
-def _checkpoint_folder(spec: DetectorSpec) -> Path | None:
-    """The detector's checkpoint folder (local or the Hub snapshot it was loaded from), None for registry ones."""
-    from hubdet._core.hub import local_or_snapshot
+def _label(text: str) -> str:
+    """A detector name the config accepts for a spec typed by a user (its characters limited, 64 at most)."""
+    import re
 
-    if not (spec.path or spec.repo_id):
-        return None  # random weights: never shared
-    try:
-        return local_or_snapshot(spec.path or spec.repo_id, revision=spec.revision or None)
-    except (OSError, ValueError) as exc:  # no folder only means no sharing
-        logger.warning("cannot find the checkpoint of %s (%s): its predictions will not be shared", spec.name, exc)
+    return re.sub(r"[^\w.\- ]", "-", text)[:64] or "added"
+
+
+def _weights_digest(model: Any) -> str | None:
+    """The digest ensemble members are matched against; None for random weights (never shared)."""
+    from hubdet.models.resolver import weights_record
+
+    prov = model.provenance
+    if prov is not None and prov.format == "registry":
         return None
-
-
-def _state_sha256(folder: Path | None) -> str | None:
-    """The checkpoint's state digest (weights + other state files), None if there is no readable checkpoint."""
-    from hubdet.models.base import checkpoint_sha256
-
-    if folder is None or not folder.is_dir():
-        return None
-    try:
-        return checkpoint_sha256(folder)
-    except OSError:
-        return None
+    return weights_record(model).sha256
 
 
 def _load(spec: DetectorSpec) -> Any:
-    from hubdet.models import create_detector, from_pretrained
+    from hubdet.models.resolver import load_detector
 
-    if spec.path:
-        return from_pretrained(spec.path)
-    if spec.repo_id:
-        return from_pretrained(spec.repo_id, revision=spec.revision or None)
-    detector = create_detector(spec.registry)
-    detector.config.metadata.setdefault("description", "random weights (demo/test only)")
+    detector = load_detector(spec.model)
+    if detector.provenance is not None and detector.provenance.format == "registry":
+        detector.config.metadata.setdefault("description", "random weights (demo/test only)")
     return detector

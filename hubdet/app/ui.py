@@ -23,6 +23,7 @@ from hubdet.app.batch import BATCH_COLUMNS, batch, rows_to_csv
 from hubdet.app.compare import Comparison, compare
 from hubdet.app.config import DetectorSpec, load_detector_specs, results_dir
 from hubdet.app.examples import ensure_examples
+from hubdet.app.limits import HEAVY, AppLimits, RateLimiter, check_upload_size, client_key, release_memory
 from hubdet.app.pool import MAX_SIDES, MIN_SIDES, AppInputError, DetectorPool
 from hubdet.app.uploads import BatchLimits
 
@@ -43,53 +44,102 @@ def build_demo(
     *,
     examples: Sequence[str | os.PathLike] | None = None,
     leaderboard_dir: str | os.PathLike | None = None,
-    limits: BatchLimits = BatchLimits(),
+    limits: AppLimits | BatchLimits | None = None,
 ) -> gr.Blocks:
-    """The app for ``detectors`` (specs or a pool; default: :func:`load_detector_specs`).
+    """The app for ``detectors`` (specs or a pool; default: :func:`load_detector_specs`), its queue configured by
+    ``limits`` (default :class:`AppLimits`; a :class:`BatchLimits` keeps the other defaults). Launch it with
+    ``demo.launch(max_file_size=limits.max_upload_bytes, ...)`` (``app.py`` does).
 
     ``examples`` default to synthetic images generated once into the cache (never downloaded); the leaderboard
     reads ``leaderboard_dir`` (default: ``HUBDET_RESULTS_DIR`` or ``leaderboard/``). Building loads no model.
     """
+    if limits is None:
+        limits = AppLimits()
+    elif isinstance(limits, BatchLimits):
+        limits = AppLimits(batch=limits)
     pool = detectors if isinstance(detectors, DetectorPool) else DetectorPool(
         load_detector_specs() if detectors is None else detectors)
     example_paths = [str(p) for p in (ensure_examples() if examples is None else examples)]
     board_dir = Path(leaderboard_dir) if leaderboard_dir is not None else results_dir()
+    guard = _Guard(limits)
     with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(INTRO)
+        gr.Markdown(INTRO + "\n\n_" + limits.describe() + "_")
         if not pool.names():
             gr.Markdown("**No detector is available.** Set `HUBDET_DETECTORS` (comma-separated folders, Hub ids "
                         "or registry names) or add checkpoints listed in `defaults/detectors.yaml`.")
-        compare_tab(demo, pool, example_paths)
-        batch_tab(pool, limits)
+        compare_tab(demo, pool, example_paths, guard)
+        batch_tab(pool, guard)
         leaderboard_tab(demo, board_dir)
         detectors_tab(pool)
+    demo.queue(default_concurrency_limit=limits.heavy_jobs, max_size=limits.max_queue)
     return demo
 
 
+class _Guard:
+    """The app's limits applied to one request: the per-client rate, then the upload's size (raises
+    :class:`AppInputError` with the reason)."""
+
+    def __init__(self, limits: AppLimits) -> None:
+        self.limits = limits
+        self.rate = RateLimiter(limits.rate_limit, limits.rate_window)
+
+    def admit(self, request: Any, paths: Sequence[str | None] = ()) -> None:
+        refusal = self.rate.refusal(client_key(request))
+        if refusal:
+            raise AppInputError(refusal)
+        for path in paths:
+            check_upload_size(path, self.limits, name=_display_name(path))
+
+
 # ---------------------------------------------------------------------------------------------------- Compare
-def _run_compare(pool: DetectorPool, file: Any, chosen: list[str] | None,
-                 explain_it: bool) -> tuple[Comparison | None, str]:
-    """The comparison, or None and the reason it was refused."""
+def _run_compare(pool: DetectorPool, guard: _Guard, request: Any, file: Any, chosen: list[str] | None,
+                 explain_it: bool | None) -> tuple[Comparison | None, str]:
+    """The comparison, or None and the reason it was refused (every refusal is a message, never an exception)."""
     path = _file_path(file)
     try:
-        return compare(pool, path, chosen, explain_it=bool(explain_it), name=_display_name(path)), ""
+        guard.admit(request, [path])
+        return compare(pool, path, chosen, explain_it=bool(explain_it), name=_display_name(path),
+                       max_pixels=guard.limits.max_pixels), ""
     except BadImageError as exc:
         return None, f"Cannot analyse `{exc.path}`: {exc.reason}."
     except AppInputError as exc:
         return None, str(exc)
+    except Exception as exc:  # a bug must still reach the caller as a reason, not Gradio's generic error
+        logger.exception("compare failed")
+        return None, f"internal error: {type(exc).__name__}: {exc}"
+    finally:
+        release_memory()
 
 
-def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str]) -> None:
-    """The Compare tab (one column per chosen detector) and the ``/compare`` endpoint."""
+def _optional_choice(component: gr.CheckboxGroup) -> gr.CheckboxGroup:
+    """Let an API caller send ``null`` for ``component`` (the handler then applies the documented default) and name
+    detectors the app does not offer (the handler refuses them with the list of those it does), instead of
+    Gradio's generic "component-processing" error."""
+    component.preprocess = (  # type: ignore[method-assign]
+        lambda payload: None if payload is None else [payload] if isinstance(payload, str) else list(payload))
+    return component
+
+
+def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str], guard: _Guard) -> None:
+    """The Compare tab (one column per chosen detector) and the ``/compare`` endpoint.
+
+    ``/compare(file, chosen=<the first four detectors>, explain_it=False)``: omitted or ``null`` arguments take
+    these defaults (explanations only when asked); every refusal comes back as ``{"ok": false, "error": reason}``.
+    """
     names = pool.names()
     default_choice = names[:MAX_SIDES]
 
-    def api_compare(file: Any, chosen: list[str] | None, explain_it: bool = False) -> dict[str, Any]:
-        comparison, error = _run_compare(pool, file, chosen, explain_it)
+    def api_compare(file: Any, chosen: list[str] | None = None, explain_it: bool | None = False,
+                    request: gr.Request = None) -> dict[str, Any]:
+        """Run the chosen detectors (default: the first four offered) on one image file; explanation heatmaps only
+        with ``explain_it=True``. Returns per-detector JSON, or ``ok: false`` and the reason."""
+        comparison, error = _run_compare(pool, guard, request, file, default_choice if chosen is None else chosen,
+                                         bool(explain_it))
         return comparison.to_dict() if comparison is not None else _error_payload(error)
 
-    def ui_compare(file: Any, chosen: list[str] | None, explain_it: bool) -> tuple[Any, Any, str, dict[str, Any]]:
-        comparison, error = _run_compare(pool, file, chosen, explain_it)
+    def ui_compare(file: Any, chosen: list[str] | None, explain_it: bool,
+                   request: gr.Request = None) -> tuple[Any, Any, str, dict[str, Any]]:
+        comparison, error = _run_compare(pool, guard, request, file, chosen, explain_it)
         if comparison is None:
             gr.Warning(error)
             return None, None, f"**{error}**", _error_payload(error)
@@ -101,6 +151,22 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
         }
         return state, comparison.preview, comparison.summary["text"] + notes, comparison.to_dict()
 
+    def ui_add_detector(text: str, chosen: list[str] | None) -> tuple[Any, str]:
+        """Add a Hub repo by id (loaded once, cached in the pool) and tick it in the chooser."""
+        try:
+            name = pool.add(text)
+        except AppInputError as exc:
+            return gr.update(), f"**{exc}**"
+        current = [c for c in (chosen or []) if c != name]
+        return gr.update(choices=pool.names(), value=(current + [name])[-MAX_SIDES:]), f"Added `{name}`."
+
+    def api_add_detector(repo_id: str) -> dict[str, Any]:
+        """Add a Hub image classifier by id (org/name[@revision]); returns its name or why it was refused."""
+        try:
+            return {"ok": True, "name": pool.add(repo_id), "error": None, "detectors": pool.names()}
+        except AppInputError as exc:
+            return {"ok": False, "name": None, "error": str(exc), "detectors": pool.names()}
+
     def load_example(request: gr.Request) -> tuple[Any, Any, Any, str, dict[str, Any]]:
         """``?example=N`` in the page URL runs example N on load (links and the browser test use it)."""
         raw = request.query_params.get("example") if request is not None else None
@@ -110,10 +176,11 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
             path = example_paths[int(raw) % len(example_paths)]
         except ValueError:
             return gr.update(), gr.update(), gr.update(), f"**?example={raw}: expected a number**", gr.update()
-        state, preview, text, payload = ui_compare(path, default_choice, True)
+        state, preview, text, payload = ui_compare(path, default_choice, True, request)
         servable = any(Path(path).resolve().is_relative_to(Path(d).resolve()) for d in (tempfile.gettempdir(), "."))
         return (path if servable else gr.update()), state, preview, text, payload
 
+    heavy = {"concurrency_id": HEAVY, "concurrency_limit": guard.limits.heavy_jobs}
     state = gr.State(None)  # this session's last comparison
     with gr.Tab("Compare"):
         with gr.Row():
@@ -123,7 +190,12 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
                 chooser = gr.CheckboxGroup(choices=names, value=default_choice,
                                            label=f"Detectors ({min(MIN_SIDES, len(names))} to {MAX_SIDES})",
                                            elem_id="hubdet-detectors")
-                explain_box = gr.Checkbox(value=True, label="Explanation heatmaps (Grad-CAM or occlusion)")
+                with gr.Row():
+                    hub_box = gr.Textbox(label="Add a Hub image classifier (org/name[@revision])", scale=3,
+                                         placeholder="umm-maybe/AI-image-detector", elem_id="hubdet-add-id")
+                    add_btn = gr.Button("Add", scale=1, elem_id="hubdet-add")
+                add_note = gr.Markdown(elem_id="hubdet-add-note")
+                explain_box = gr.Checkbox(value=True, label="Explanation heatmaps")
                 mask_toggle = gr.Checkbox(value=True, label="Show inpainting masks (detectors that draw one)",
                                           elem_id="hubdet-mask-toggle")
                 compare_btn = gr.Button("Compare", variant="primary", elem_id="hubdet-compare")
@@ -145,11 +217,19 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
         with gr.Accordion("Raw results (JSON)", open=False):
             raw = gr.JSON(label="comparison")
         compare_btn.click(ui_compare, [upload, chooser, explain_box], [state, preview, summary, raw],
-                          api_visibility="private")
+                          api_visibility="private", **heavy)
+        # the API's own inputs: their values are the documented defaults a client gets when it leaves them out
+        api_file = gr.File(visible=False, type="filepath")
+        api_chosen = _optional_choice(gr.CheckboxGroup(choices=names, value=default_choice, visible=False))
+        api_explain = gr.Checkbox(value=False, visible=False)
         api_btn = gr.Button(visible=False)
-        api_btn.click(api_compare, [upload, chooser, explain_box], [raw], api_name="compare",
-                      api_description="Run the chosen detectors on one image file; returns per-detector JSON.")
-        demo.load(load_example, None, [upload, state, preview, summary, raw], api_visibility="private")
+        api_btn.click(api_compare, [api_file, api_chosen, api_explain], [raw], api_name="compare",
+                      api_description="Run the chosen detectors (default: the first four) on one image file; "
+                                      "heatmaps only with explain_it=True. Returns per-detector JSON, or ok=false "
+                                      "and the reason.", **heavy)
+        demo.load(load_example, None, [upload, state, preview, summary, raw], api_visibility="private", **heavy)
+        add_btn.click(ui_add_detector, [hub_box, chooser], [chooser, add_note], api_visibility="private", **heavy)
+    gr.api(api_add_detector, api_name="add_detector", **heavy)
 
 
 def _detector_column(res: dict[str, Any], *, show_mask: bool = True) -> None:
@@ -174,6 +254,8 @@ def _column_markdown(res: dict[str, Any]) -> str:
     head = f"### {res['detector']}"
     if res.get("error"):
         return f"{head}\n**error:** {res['error']}"
+    if res.get("prob_fake") is None:
+        return f"{head}\n\n**cannot judge** this image: {res.get('reason') or 'no reason given'}"
     lines = [head, f"verdict: **{str(res['verdict']).upper()}**", f"fake probability: **{res['prob_fake']:.3f}**",
              f"time: {1000 * float(res['seconds']):.0f} ms"]
     if res.get("shared_members"):
@@ -195,23 +277,37 @@ def _column_markdown(res: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- Batch
-def batch_tab(pool: DetectorPool, limits: BatchLimits) -> None:
-    """The Batch tab (files and zips x detectors, with a CSV) and the ``/batch`` endpoint."""
+def batch_tab(pool: DetectorPool, guard: _Guard) -> None:
+    """The Batch tab (files and zips x detectors, with a CSV) and the ``/batch`` endpoint
+    (``/batch(files, chosen=<all detectors>)``; omitted or ``null``: every detector)."""
     names = pool.names()
+    limits = guard.limits.batch
 
-    def run_batch(files: Any, chosen: list[str] | None) -> tuple[Any, str | None, str]:
+    def run_batch(files: Any, chosen: list[str] | None = None,
+                  request: gr.Request = None) -> tuple[Any, str | None, str]:
         paths = [p for p in (_file_path(f) for f in (files or [])) if p]
+        chosen = names if chosen is None else chosen
         try:
-            rows = batch(pool, paths, chosen, limits=limits)
+            guard.admit(request)
+            rows = batch(pool, paths, chosen, limits=limits, max_pixels=guard.limits.max_pixels,
+                         max_file_bytes=guard.limits.max_upload_bytes)
         except AppInputError as exc:
             return [], None, f"**{exc}**"
+        except Exception as exc:  # a bug must still reach the caller as a reason
+            logger.exception("batch failed")
+            return [], None, f"**internal error: {type(exc).__name__}: {exc}**"
+        finally:
+            release_memory()
         import pandas as pd
 
         table = pd.DataFrame(rows, columns=BATCH_COLUMNS)
         csv_path = rows_to_csv(rows)
-        n_bad = len({r["file"] for r in rows if r["error"]})
+        n_bad = len({r["file"] for r in rows if r["error"] and r["verdict"] != "cannot_judge"})
+        n_unjudged = len({r["file"] for r in rows if r["verdict"] == "cannot_judge"})
         n_files = len({r["file"] for r in rows})
         note = f"{n_files} file(s) x {len(list(dict.fromkeys(chosen or [])))} detector(s)"
+        if n_unjudged:
+            note += f"; {n_unjudged} file(s) that some detector cannot judge"
         note += f"; {n_bad} file(s) with errors (see the error column)." if n_bad else "."
         return table, str(csv_path), note
 
@@ -221,14 +317,15 @@ def batch_tab(pool: DetectorPool, limits: BatchLimits) -> None:
                     "per zip). Files that cannot be read appear as rows with their error.")
         with gr.Row():
             batch_files = gr.File(label="Images or .zip", file_count="multiple", type="filepath")
-            batch_chooser = gr.CheckboxGroup(choices=names, value=names, label="Detectors")
+            batch_chooser = _optional_choice(gr.CheckboxGroup(choices=names, value=names, label="Detectors"))
         batch_btn = gr.Button("Run batch", variant="primary")
         batch_note = gr.Markdown()
         batch_table = gr.Dataframe(headers=BATCH_COLUMNS, label="Results", interactive=False, wrap=True)
         batch_csv = gr.File(label="CSV download", interactive=False)
         batch_btn.click(run_batch, [batch_files, batch_chooser], [batch_table, batch_csv, batch_note],
                         api_name="batch", api_description="Score several files or zips with every chosen "
-                                                          "detector; returns the table and a CSV.")
+                                                          "detector (default: all); returns the table and a CSV.",
+                        concurrency_id=HEAVY, concurrency_limit=guard.limits.heavy_jobs)
 
 
 # ---------------------------------------------------------------------------------------------------- Leaderboard

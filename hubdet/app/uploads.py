@@ -34,24 +34,21 @@ class DecodedImage:
                 "mode": self.mode, "frames": self.n_frames, "notes": self.notes}
 
 
-def decode_upload(source: str | os.PathLike | bytes | None, *, name: str | None = None) -> DecodedImage:
-    """Decode an upload (a path or bytes). Raises :class:`BadImageError` with a readable reason."""
+def decode_upload(source: str | os.PathLike | bytes | None, *, name: str | None = None,
+                  max_pixels: int | None = None) -> DecodedImage:
+    """Decode an upload (a path or bytes) with at most ``max_pixels`` pixels (default: the decoder's limit; the app
+    passes its own, lower one). Raises :class:`BadImageError` with a readable reason (naming the upload)."""
     from hubdet.data.imageio import open_image
 
     if source is None or (isinstance(source, str) and not source.strip()):
         raise BadImageError(name or "<upload>", "no file was uploaded")
     label = name or (Path(os.fspath(source)).name if not isinstance(source, bytes) else "<bytes>")
     try:
-        img, info = open_image(source)
+        img, info = open_image(source, max_pixels=max_pixels,
+                               limit_name="this app's limit" if max_pixels is not None else None)
     except BadImageError as exc:
-        raise BadImageError(label, exc.reason) from None
-    notes = []
-    if info.n_frames > 1:
-        notes.append(f"animated image with {info.n_frames} frames: the first frame was analysed")
-    if info.mode != "RGB":
-        how = " (transparent pixels composited on white)" if "A" in info.mode or "transparency" in img.info else ""
-        notes.append(f"converted from mode {info.mode} to 8-bit RGB{how}")
-    return DecodedImage(label, img, info.format, info.mode, info.n_frames, notes)
+        raise type(exc)(label, exc.reason) from None
+    return DecodedImage(label, img, info.format, info.mode, info.n_frames, list(info.notes))
 
 
 @dataclass(frozen=True)
@@ -63,9 +60,6 @@ class BatchLimits:
     max_zip_total_bytes: int = 512 * 1024 * 1024
     max_member_bytes: int = 64 * 1024 * 1024
     max_compression_ratio: float = 200.0
-
-
-BATCH_COLUMNS = ["file", "detector", "prob_fake", "verdict", "box", "box_score", "error"]
 
 
 def expand_uploads(paths: Sequence[str | os.PathLike], limits: BatchLimits = BatchLimits()

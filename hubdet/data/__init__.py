@@ -27,6 +27,8 @@ _LAZY = {
     "load_image": "hubdet.data.imageio",
     "open_image": "hubdet.data.imageio",
     "BadFileReport": "hubdet.data.imageio",
+    "InputPolicy": "hubdet.data.policy",
+    "DATA_POLICY": "hubdet.data.policy",
     "load_from_hub": "hubdet.data.hub_sources",
     "push_dataset": "hubdet.data.push",
     "make_inpainting_benchmark": "hubdet.data.synth",

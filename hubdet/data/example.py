@@ -26,6 +26,7 @@ from PIL import Image
 from hubdet._core.errors import BadImageError
 from hubdet.data.debias import ReencodeConfig, reencode_to_bytes, rescale_boxes, resize_mask
 from hubdet.data.imageio import BadFileReport, ImageInfo, open_image
+from hubdet.data.policy import DATA_POLICY, InputPolicy
 from hubdet.data.schema import LABEL_NAMES, features
 
 logger = logging.getLogger(__name__)
@@ -45,13 +46,21 @@ def example_features(reencode: ReencodeConfig | None) -> datasets.Features:
 # ----------------------------------------------------------------------------------------- example
 
 
-def decode(data: bytes, name: str, bad: BadFileReport) -> tuple[Image.Image, ImageInfo] | None:
-    """Decode ``data`` through the one image decoder; report ``name`` with the reason and return None if unusable."""
+def decode(data: bytes, name: str, bad: BadFileReport, policy: InputPolicy = DATA_POLICY
+           ) -> tuple[Image.Image, ImageInfo] | None:
+    """Decode ``data`` through the one image decoder and check it against ``policy`` (default: the builders'
+    :data:`~hubdet.data.policy.DATA_POLICY`, which refuses degenerate images); report ``name`` with the reason and
+    return None if unusable."""
     try:
-        return open_image(data)
+        img, info = open_image(data)
     except BadImageError as exc:
         bad.add(name, exc.reason)
         return None
+    refusal = policy.refusal(img.width, img.height)
+    if refusal is not None:
+        bad.add(name, refusal)
+        return None
+    return img, info
 
 
 def clip_boxes(boxes: Sequence[Sequence[float]], size: tuple[int, int], file: str) -> list[list[float]]:

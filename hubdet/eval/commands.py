@@ -20,9 +20,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "versioned JSON result (--output) and ROC/reliability/confusion PNGs (--plots). Launch with "
         "`accelerate launch -m hubdet.cli evaluate ...` to shard the data over processes.",
     )
-    p.add_argument("--model", action="append", required=True, metavar="M",
-                   help="checkpoint folder, Hub repo id or registry name (random init, flagged); repeatable")
+    p.add_argument("--model", action="append", required=True, metavar="SPEC",
+                   help="detector spec: a checkpoint folder of any kind (hubdet, transformers, timm, .onnx), a Hub "
+                   "repo id org/name[@revision], or a registry name (random init, flagged); prefix transformers:, "
+                   "timm:/hf-hub:, onnx: or hubdet: to force the kind; repeatable")
     p.add_argument("--revision", default=None, help="Hub revision (commit) of the --model repo ids")
+    p.add_argument("--fake-label", action="append", default=None, metavar="LABEL",
+                   help="for an outside classifier whose labels are ambiguous: a label that means fake (repeatable)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="load checkpoints without checking their file digests (only for weights you edited on "
+                   "purpose)")
     p.add_argument("--source", action="append", default=None, metavar="NAME[:DIR]",
                    help="source name (with --data-dir), or NAME:DIR; repeatable. With --suite: suite source ids, "
                    "optionally ID:DIR to override their folders")
@@ -183,7 +190,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise ValueError("--data-dir goes with a single --source; use --source NAME:DIR for several")
         perturbations = args.perturbation or ([p.name for p in PROTOCOL] if args.robustness else None)
         options = _parse_options(args.option)
-        loaded = [load_model(m, revision=args.revision) for m in args.model]
+        overrides = {"fake_labels": args.fake_label} if args.fake_label else {}
+        loaded = [load_model(m, revision=args.revision, verify=not args.no_verify, **overrides) for m in args.model]
         for name, folder in specs:
             data_dir = folder or args.data_dir
             if data_dir is None and args.repo_id is None:
@@ -205,6 +213,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         t = r["timing"]
         _out(f"{r['model']['id']} on {r['dataset']['name']}: {t['n_forward']} predictions in {t['seconds']:.2f} s "
              f"({t['images_per_second']:.1f} images/s, {t['device']})")
+        for name, unjudged in (r.get("cannot_judge") or {}).items():
+            first = unjudged["files"][0]
+            _out(f"  {name}: {unjudged['count']} image(s) the detector cannot judge, not scored (e.g. "
+                 f"{first['file']}: {first['reason']})")
     if args.output:
         path = write_results(results, args.output)
         _out(f"wrote {path}")

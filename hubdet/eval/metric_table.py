@@ -60,6 +60,8 @@ class Records:
     pred_masks: list[Any] = dataclasses.field(default_factory=list)
     true_masks: list[Any] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    # (file, reason) of the images the detector could not judge: counted and reported, never scored
+    cannot_judge: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     _COLUMNS = ("files", "labels", "probs", "logits", "generators", "sources", "pred_boxes", "true_boxes",
                 "pred_masks", "true_masks")

@@ -12,7 +12,8 @@ A result file holds one result object or a JSON list of them. Layout (``PROTOCOL
      "per_generator": {gen: {...}},         # each fake generator against all reals
      "per_source": {source: {...}},
      "perturbations": {name: {"spec": {...}, "metrics": {...}, "drop": {...}}},
-     "timing": {"seconds", "images_per_second", "n_forward", "batch_size", "device", "num_processes"}}
+     "timing": {"seconds", "images_per_second", "n_forward", "batch_size", "device", "num_processes"},
+     "cannot_judge": {perturbation: {"count", "files": [{"file", "reason"}]}}}  # only when some image was not judged
 
 Pinning: a result is *pinned* when the model is identified by its weights (``weights_sha256``), plus a
 40-hex commit ``revision`` when it came from the Hub, and is not a random init; and the dataset has a
@@ -141,6 +142,7 @@ class EvalResult(StrictConfig):
     per_generator: dict[str, Any] = dataclasses.field(default_factory=dict)
     per_source: dict[str, Any] = dataclasses.field(default_factory=dict)
     perturbations: dict[str, PerturbationResult] = dataclasses.field(default_factory=dict)
+    cannot_judge: dict[str, Any] = dataclasses.field(default_factory=dict)  # perturbation -> {count, files}
 
     def validate(self) -> None:
         if self.schema != SCHEMA_NAME:

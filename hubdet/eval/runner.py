@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hubdet._core.files import sha256_file
+from hubdet._core.errors import NonFiniteOutputError
 from hubdet.eval.metric_table import DEFAULT_PRIMARY, Kind, Records, compute_metrics, metric_drops, model_kinds
 from hubdet.eval.results import PROTOCOL_VERSION, SCHEMA_NAME, DatasetInfo, ModelInfo, validate_result
 from hubdet.eval.robustness import Perturbation, resolve_perturbations
@@ -27,19 +27,9 @@ from hubdet.eval.robustness import Perturbation, resolve_perturbations
 logger = logging.getLogger(__name__)
 
 SPLIT_PREFERENCE = ("test", "validation", "val", "train")
-WEIGHTS_NAME = "model.safetensors"
 
 
 # --------------------------------------------------------------------------- models
-
-
-def _weights_sha256_of(detector: Any) -> str:
-    """sha256 of the safetensors serialisation of an in-memory detector (what save_pretrained would write)."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in detector.tensors_to_save().items()}
-    data = save(tensors, metadata={"format": "pt", "hubdet_family": detector.family})
-    return hashlib.sha256(data).hexdigest()
 
 
 def _training_source(config: Any) -> str | None:
@@ -50,55 +40,34 @@ def _training_source(config: Any) -> str | None:
     return None
 
 
-def model_info(detector: Any, *, model_id: str, kind: str, revision: str | None = None,
-               folder: Path | None = None) -> ModelInfo:
-    """Describe a detector for a result: id, revision, sha256 of its weights, calibration, training source."""
-    if folder is not None and (folder / WEIGHTS_NAME).is_file():
-        sha = sha256_file(folder / WEIGHTS_NAME)
-    else:
-        sha = _weights_sha256_of(detector)
+def model_info(detector: Any) -> ModelInfo:
+    """Describe a detector for a result: where its weights came from and which they are
+    (:func:`hubdet.models.resolver.weights_record`: repo or folder, resolved commit, sha256), calibration, training
+    source."""
+    from hubdet.models.resolver import weights_record
+
+    record = weights_record(detector)
     cal = detector.config.calibration
     return ModelInfo(
-        id=model_id, kind=kind, name=detector.config.name, family=detector.family, revision=revision,
-        weights_sha256=sha, random_init=kind == "registry", training_source=_training_source(detector.config),
-        threshold=float(cal.threshold),
+        id=record.id, kind=record.kind, name=detector.config.name, family=detector.family, revision=record.revision,
+        weights_sha256=record.sha256, random_init=record.kind == "registry",
+        training_source=_training_source(detector.config), threshold=float(cal.threshold),
         calibration={"method": cal.method, "temperature": cal.temperature, "fitted_on": cal.fitted_on},
     )
 
 
-def load_model(spec: Any, *, revision: str | None = None) -> tuple[Any, ModelInfo]:
-    """Resolve ``spec`` to ``(detector, ModelInfo)``.
+def load_model(spec: Any, *, revision: str | None = None, verify: bool = True,
+               **overrides: Any) -> tuple[Any, ModelInfo]:
+    """Resolve ``spec`` to ``(detector, ModelInfo)`` with :func:`hubdet.load_detector`.
 
-    ``spec``: a :class:`~hubdet.models.Detector` object, a checkpoint folder, a registry name (random init,
-    flagged ``random_init`` and refused by the leaderboard) or a Hub repo id (``revision`` pins a commit; the
-    resolved commit is recorded).
+    ``spec``: a loaded detector, or any detector spec (a checkpoint folder of any kind, a Hub repo id with
+    ``revision`` or ``@revision`` (the resolved commit is recorded), or a registry name: random init, flagged
+    ``random_init`` and refused by the leaderboard).
     """
-    from hubdet._core.hub import local_or_snapshot
-    from hubdet.models import Detector, create_detector, from_pretrained, list_detectors
+    from hubdet.models.resolver import load_detector
 
-    if isinstance(spec, Detector):
-        loaded = spec.config.metadata.get("loaded_from")
-        if loaded and Path(str(loaded)).is_dir():
-            return spec, model_info(spec, model_id=str(loaded), kind="folder", folder=Path(str(loaded)))
-        if loaded:
-            return spec, model_info(spec, model_id=str(loaded), kind="hub",
-                                    revision=spec.config.metadata.get("revision"))
-        return spec, model_info(spec, model_id=spec.config.name or spec.family, kind="object")
-    text = str(spec)
-    if Path(text).expanduser().is_dir():
-        folder = Path(text).expanduser()
-        detector = from_pretrained(folder)
-        return detector, model_info(detector, model_id=text, kind="folder", folder=folder)
-    if text in list_detectors():
-        logger.warning("model %r is a registry name: evaluating a RANDOMLY INITIALISED detector", text)
-        detector = create_detector(text)
-        detector.eval()
-        return detector, model_info(detector, model_id=text, kind="registry")
-    folder = local_or_snapshot(text, revision=revision)
-    commit = folder.name if folder.parent.name == "snapshots" else revision
-    detector = from_pretrained(folder)
-    detector.config.metadata["loaded_from"] = text
-    return detector, model_info(detector, model_id=text, kind="hub", revision=commit, folder=folder)
+    detector = load_detector(spec, revision=revision, verify=verify, **overrides)
+    return detector, model_info(detector)
 
 
 # --------------------------------------------------------------------------- data
@@ -212,10 +181,18 @@ def run_predictions(
         for p in perturbations:
             t0 = time.perf_counter()
             perturbed = [p(img.convert("RGB"), key=files[i]) for i, img in enumerate(images)]
-            preds = detector.predict(perturbed, batch_size=batch_size)
+            try:
+                preds = detector.predict(perturbed, batch_size=batch_size)
+            except NonFiniteOutputError as exc:  # name the dataset file, not its position in the batch
+                index = getattr(exc, "image_index", None)
+                raise NonFiniteOutputError(f"{exc}" + (f" = {files[index]}" if index is not None else "")
+                                           + f" ({p.name})") from None
             rec = out[p.name]
             rec.seconds += time.perf_counter() - t0
             for i, pred in enumerate(preds):
+                if not pred.judged:  # counted separately, never scored
+                    rec.cannot_judge.append((files[i], str(pred.reason)))
+                    continue
                 rec.files.append(files[i])
                 rec.labels.append(int(batch["label"][i]))
                 rec.probs.append(float(pred.prob))
@@ -332,6 +309,7 @@ def predict_records(
         rows = accelerator.gather_for_metrics(rec.rows(), use_gather_object=True)
         secs = accelerator.gather_for_metrics([rec.seconds], use_gather_object=True)
         gathered[name] = Records.from_rows(rows, seconds=max(secs))
+        gathered[name].cannot_judge = accelerator.gather_for_metrics(rec.cannot_judge, use_gather_object=True)
     return gathered
 
 
@@ -354,11 +332,18 @@ def build_result(
 
     clean_name = perturbations[0].name
     clean = records[clean_name]
+    if not clean.labels and clean.cannot_judge:
+        file, reason = clean.cannot_judge[0]
+        raise ValueError(f"{model.id} cannot judge any of the {len(clean.cannot_judge)} image(s) of {dataset.name} "
+                         f"(e.g. {file}: {reason})")
     threshold = model.threshold
     metrics = compute_metrics(clean, threshold=threshold, kinds=kinds)
     per_gen, per_src = breakdowns(clean, threshold=threshold, kinds=kinds)
     perturbed: dict[str, Any] = {}
     for p in perturbations[1:]:
+        if not records[p.name].labels:  # the perturbation left nothing the detector can judge (see cannot_judge)
+            perturbed[p.name] = {"spec": p.describe(), "metrics": {}, "drop": {}}
+            continue
         m = compute_metrics(records[p.name], threshold=threshold, kinds=kinds)
         perturbed[p.name] = {"spec": p.describe(), "metrics": m, "drop": metric_drops(metrics, m)}
     seconds = sum(r.seconds for r in records.values())
@@ -389,6 +374,10 @@ def build_result(
             "num_processes": num_processes,
         },
     }
+    unjudged = {p.name: records[p.name].cannot_judge for p in perturbations if records[p.name].cannot_judge}
+    if unjudged:  # images the detector cannot judge (too small, extreme aspect ratio...): counted, not scored
+        result["cannot_judge"] = {name: {"count": len(rows), "files": [{"file": f, "reason": r} for f, r in rows[:50]]}
+                                  for name, rows in unjudged.items()}
     validate_result(result, where=f"result of {model.id} on {dataset.name}", require_pinned=False)
     return result
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hubdet._core.errors import CheckpointError, ConfigError
+from hubdet._core.errors import ConfigError
 from hubdet._core.registry import ModuleDiscovery, Registry
 from hubdet.models.config import CalibrationConfig, DetectorConfig, PreprocessConfig
 
@@ -93,27 +93,10 @@ def create_detector(name: str, *, pretrained: bool = False, preprocess: dict[str
     return cls(config, pretrained=pretrained)
 
 
-def from_pretrained(path_or_repo_id: str | Path, *, revision: str | None = None) -> Any:
-    """Load any family from a local folder or a Hub repo id: strict, safetensors only, no remote code."""
-    from hubdet._core.hub import local_or_snapshot
-    from hubdet.models.base import CONFIG_NAME, WEIGHTS_NAME
+def from_pretrained(path_or_repo_id: str | Path, *, revision: str | None = None, verify: bool = True) -> Any:
+    """Load a checkpoint from a local folder or a Hub repo id through :func:`hubdet.load_detector` (any family, and
+    outside transformers/timm/ONNX models): strict, safetensors only, no remote code, the file manifest checked
+    unless ``verify=False``."""
+    from hubdet.models.resolver import from_pretrained as resolve
 
-    folder = local_or_snapshot(path_or_repo_id, revision=revision)
-    cfg_path = folder / CONFIG_NAME
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{folder}: no {CONFIG_NAME} (is this a hubdet checkpoint folder?)")
-    if not (folder / WEIGHTS_NAME).is_file():
-        pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt*")]
-        extra = f" (found {pickles}: pickle checkpoints are never loaded)" if pickles else ""
-        raise CheckpointError(f"{folder}: no {WEIGHTS_NAME}{extra}")
-    try:
-        data = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{cfg_path}: invalid JSON ({exc})") from exc
-    config = DetectorConfig.from_dict(data, where=str(cfg_path))
-    cls = FAMILIES.get(config.family)
-    detector = cls.from_folder(folder, config)
-    detector.config.metadata.setdefault("loaded_from", str(path_or_repo_id))
-    if revision:
-        detector.config.metadata["revision"] = revision
-    return detector
+    return resolve(path_or_repo_id, revision=revision, verify=verify)

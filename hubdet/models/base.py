@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -16,36 +17,32 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hubdet._core.config import StrictConfig
-from hubdet._core.errors import CheckpointError
+from hubdet._core.errors import BadImageError, CheckpointError, NonFiniteOutputError
+from hubdet.data.policy import InputPolicy
 from hubdet.models import calibration as cal_lib
 from hubdet.models.config import DetectorConfig
+from hubdet.models.integrity import build_manifest
 from hubdet.models.output import DetectorOutput, Prediction
 from hubdet.models.preprocessing import box_to_original, build_batch_transform, build_transform
 
 logger = logging.getLogger(__name__)
 
+_NON_FINITE = re.compile(r"\bnan\b|infinit", re.IGNORECASE)
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-
-
-def checkpoint_sha256(folder: str | os.PathLike) -> str:
-    """Digest of a checkpoint's state: the SHA-256 of ``model.safetensors`` when that is its only state file, else a
-    SHA-256 over the name and SHA-256 of every state file (e.g. a probe's skops head beside its weights). The config
-    and the card are not state; hidden files are ignored."""
-    import hashlib
-
-    from hubdet._core.files import sha256_file
-
-    root = Path(folder)
-    files = sorted(p for p in root.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.name not in (CONFIG_NAME, "README.md"))
-    if [p.name for p in files] == [WEIGHTS_NAME]:
-        return sha256_file(files[0])
-    digest = hashlib.sha256()
-    for p in files:
-        digest.update(f"{p.name}\0{sha256_file(p)}\n".encode())
-    return digest.hexdigest()
 CARD_NAME = "README.md"
+
+
+def _decode(item: Any) -> tuple[Any, list[str], str | None]:
+    """``(RGB image, decoder notes, None)``, or ``(None, [], reason naming the input)`` when it cannot be read."""
+    from hubdet.data.imageio import open_image
+
+    try:
+        img, info = open_image(item)
+    except BadImageError as exc:
+        return None, [], str(exc)
+    return img, info.notes, None
 
 
 class Detector(nn.Module):
@@ -58,12 +55,18 @@ class Detector(nn.Module):
       :meth:`extract_features` and :meth:`fit_head`;
     - :meth:`training_sample` (with :attr:`train_columns` and :meth:`train_crop`): how a dataset row becomes a
       training sample, whose keys are the arguments of :meth:`forward`; ``forward`` returns the loss.
+    - ``requires``: packages outside hubdet's core the family imports (its hubdet extra says which).
     """
 
     family: ClassVar[str] = ""
     args_class: ClassVar[type[StrictConfig]]
     supports_boxes: ClassVar[bool] = False
     trains_with_gradients: ClassVar[bool] = True
+    #: optional packages the family needs beyond hubdet's core (an adapter's runtime: transformers, onnxruntime)
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: where the weights came from and their digest (:class:`hubdet.models.resolver.Provenance`); set by
+    #: :func:`hubdet.load_detector`, None for a detector built in memory
+    provenance: Any = None
 
     def __init__(self, config: DetectorConfig, *, pretrained: bool = False) -> None:
         """Build the modules from ``config``; ``pretrained=True`` starts the backbone from pretrained weights
@@ -154,39 +157,98 @@ class Detector(nn.Module):
         return cal_lib.verdict(prob, self.config.calibration)
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, images: Iterable[Any] | Any, *, batch_size: int = 32) -> list[Prediction]:
-        """Calibrated predictions for PIL images, paths, bytes or arrays (decoded by the shared decoder).
+    def input_policy(self) -> InputPolicy:
+        """What this detector can judge (minimum size, maximum aspect ratio), derived from its preprocessing by
+        :func:`~hubdet.models.preprocessing.input_policy_for`. Families that see the image differently (tiles,
+        blocks, members) override it or :meth:`cannot_judge_reason`."""
+        from hubdet.models.preprocessing import input_policy_for
 
-        Raises :class:`hubdet._core.errors.BadImageError` naming the first input that cannot be decoded.
+        return input_policy_for(self.config.preprocess)
+
+    def cannot_judge_reason(self, width: int, height: int) -> str | None:
+        """Why this detector cannot judge an image of ``width x height`` pixels, or None if it can."""
+        return self.input_policy().refusal(width, height)
+
+    def predict(self, images: Iterable[Any] | Any, *, batch_size: int = 32) -> list[Prediction]:
+        """Calibrated predictions for PIL images, paths, bytes or arrays (decoded by the shared decoder), in order.
+
+        An input that cannot be decoded, has an unsupported sample format or that this detector cannot judge
+        (:meth:`cannot_judge_reason`) gets ``Prediction.cannot_judge(reason)`` (verdict ``"cannot_judge"``, prob
+        None); the others are scored as usual. Nothing is raised for one bad image.
         """
         if isinstance(images, (str, os.PathLike, bytes)) or not isinstance(images, Iterable) or hasattr(images, "size"):
             images = [images]
-        return self._predict_batched(images, batch_size, lambda batch, _start: self._predict_images(batch))
+        return self._predict_batched(images, batch_size, lambda batch, _positions: self._predict_images(batch))
 
     def _predict_batched(
-        self, images: Iterable[Any], batch_size: int, run: Callable[[list[Any], int], list[Prediction]]
+        self, images: Iterable[Any], batch_size: int, run: Callable[[list[Any], list[int]], list[Prediction]]
     ) -> list[Prediction]:
-        """Decode ``images`` in batches of ``batch_size`` (in parallel, in input order) and call ``run(decoded,
-        start)`` on each in eval and inference mode; ``start`` is the batch's first index."""
-        from hubdet.data.imageio import load_image
+        """Decode ``images`` in batches of ``batch_size`` (in parallel, in input order); answer "cannot judge" for
+        those that do not decode or that this detector cannot judge, and call ``run(decoded, positions)`` on the
+        others in eval and inference mode (``positions``: their indices in ``images``)."""
         from hubdet.models.preprocessing import thread_map
 
         was_training = self.training
         self.eval()
         results: list[Prediction] = []
         batch: list[Any] = []
+
+        def checked(todo: list[Any], items: list[Any], where: list[int]) -> list[Prediction]:
+            """``run`` on the decoded ``todo`` (inputs ``items[where[i]]``), a non-finite output named by its file."""
+            positions = [len(results) + i for i in where]
+            try:
+                return run(todo, positions)
+            except NonFiniteOutputError as exc:
+                index = getattr(exc, "image_index", None)
+                named = [_image_name(items[w], p) for w, p in zip(where, positions, strict=True)]
+                where_text = named[index] if index is not None else "one of images " + ", ".join(named)
+                err = NonFiniteOutputError(f"{exc} on {where_text}")
+                err.image_index = None if index is None else positions[index]  # type: ignore[attr-defined]
+                raise err from None
+            except ValueError as exc:  # e.g. scikit-learn refusing NaN features inside a classical head
+                if not _NON_FINITE.search(str(exc)):
+                    raise
+                names = ", ".join(_image_name(items[w], p) for w, p in zip(where, positions, strict=True))
+                raise NonFiniteOutputError(f"{self.display_name} produced a non-finite value ({exc}) on one of "
+                                           f"images {names}") from exc
+
+        def flush() -> None:
+            decoded = thread_map(_decode, batch)  # decoded in parallel (PIL releases the GIL), in input order
+            answers: list[Prediction | None] = [None] * len(batch)
+            todo, where = [], []
+            for i, (img, notes, error) in enumerate(decoded):
+                reason = error if img is None else self.cannot_judge_reason(img.width, img.height)
+                if reason is not None:
+                    size = (0, 0) if img is None else img.size
+                    answers[i] = Prediction.cannot_judge(reason, width=size[0], height=size[1], notes=notes)
+                else:
+                    todo.append(img)
+                    where.append(i)
+            if todo:
+                for i, pred in zip(where, checked(todo, batch, where), strict=True):
+                    pred.notes = list(decoded[i][1]) + [n for n in pred.notes if n not in decoded[i][1]]
+                    answers[i] = pred
+            results.extend(a for a in answers if a is not None)
+            batch.clear()
+
         try:
             with torch.inference_mode():
                 for item in images:
                     batch.append(item)
-                    if len(batch) == batch_size:  # decoded in parallel (PIL releases the GIL), in input order
-                        results.extend(run(thread_map(load_image, batch), len(results)))
-                        batch = []
+                    if len(batch) == batch_size:
+                        flush()
                 if batch:
-                    results.extend(run(thread_map(load_image, batch), len(results)))
+                    flush()
         finally:
             self.train(was_training)
         return results
+
+    @property
+    def display_name(self) -> str:
+        """How messages name this detector: where it was loaded from, else its registry name or family."""
+        prov = self.provenance
+        name = self.config.name or self.family
+        return f"{prov.id} ({name})" if prov is not None and prov.id and prov.id != name else name
 
     def _predict_images(self, images: Sequence[Any]) -> list[Prediction]:
         """Predict a batch of RGB PIL images. Families that look at full resolution override this."""
@@ -203,7 +265,19 @@ class Detector(nn.Module):
         *,
         normalised: bool,
     ) -> list[Prediction]:
-        """Calibrate logits and map boxes (normalised to the input, or already in pixels) to the originals."""
+        """Calibrate logits and map boxes (normalised to the input, or already in pixels) to the originals.
+
+        A NaN or infinite logit or box raises :class:`~hubdet._core.errors.NonFiniteOutputError` naming the model
+        (``predict`` adds the image)."""
+        bad = ~torch.isfinite(logits.detach().float().cpu().reshape(len(images), -1)).all(dim=1)
+        if boxes is not None:
+            bad |= ~torch.isfinite(boxes.detach().float().cpu().reshape(len(images), -1)).all(dim=1)
+        if bool(bad.any()):
+            index = int(bad.nonzero()[0, 0])
+            err = NonFiniteOutputError(f"{self.display_name} produced a non-finite output "
+                                       f"(logit {float(logits.reshape(-1)[index])})")
+            err.image_index = index  # type: ignore[attr-defined]
+            raise err
         probs = self.calibrated_probs(logits.detach().cpu())
         preds = []
         for i, img in enumerate(images):
@@ -311,11 +385,22 @@ class Detector(nn.Module):
     def load_extra(self, folder: Path) -> None:
         """Hook run before the weights are loaded (e.g. a classical head from skops)."""
 
+    def component_sha256(self) -> dict[str, str]:
+        """Digests of detectors this one is made of and stores apart (an ensemble's members): part of its
+        :func:`~hubdet.models.integrity.weights_sha256`, so two ensembles with other members differ."""
+        return {}
+
+    def external_files(self) -> list[str]:
+        """State files read from outside the folder (``pkg:PACKAGE/PATH``), listed in the manifest with their
+        digests so that a changed installed file is refused (e.g. a third-party ONNX graph)."""
+        return []
+
     def save_pretrained(
         self, save_directory: str | os.PathLike, *, dtype: torch.dtype | None = None, card: bool = True,
         card_kwargs: dict[str, Any] | None = None,
     ) -> Path:
-        """Write ``model.safetensors``, ``config.json`` and ``README.md`` (the model card) to a folder."""
+        """Write ``model.safetensors`` (and the family's other state files), ``config.json`` with the manifest of
+        their digests (:mod:`hubdet.models.integrity`, checked on load) and ``README.md`` (the model card)."""
         from hubdet import __version__
 
         folder = Path(save_directory)
@@ -328,8 +413,9 @@ class Detector(nn.Module):
                 t = t.to(dtype)
             tensors[key] = t.contiguous().clone()
         save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "hubdet_family": self.family})
-        (folder / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n")
         self.save_extra(folder)
+        self.config.file_sha256 = build_manifest(folder, self.external_files())
+        (folder / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n")
         if card:
             from hubdet.models.cards import render_card
 
@@ -384,5 +470,17 @@ class Detector(nn.Module):
             folder = self.save_pretrained(tmp, dtype=dtype, card_kwargs={"repo_id": repo_id, **(card_kwargs or {})})
             for name, src in (extra_files or {}).items():
                 (folder / name).write_bytes(Path(src).read_bytes())
+            if extra_files:  # the pushed repo's manifest covers exactly what is pushed
+                from hubdet.models.integrity import write_manifest
+
+                write_manifest(folder)
             return push_folder(folder, repo_id, repo_type="model", commit_message=commit_message, token=token,
                                private=private, revision=revision)
+
+
+def _image_name(item: Any, index: int) -> str:
+    """How an error names one input of ``predict``: its path, else its position."""
+    if isinstance(item, (str, os.PathLike)):
+        return str(item)
+    name = getattr(item, "filename", "")
+    return str(name) if name else f"image #{index}"

@@ -22,6 +22,7 @@ the number of tiles, so it is offered for comparison only. Temperature scaling (
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError
+from hubdet.data.policy import DATA_POLICY, EXTREME_ASPECT, InputPolicy
 from hubdet.models._registry import register_detector, register_family
 from hubdet.models.base import Detector
 from hubdet.models.boxes import (
@@ -364,6 +366,29 @@ class BoxHeadDetector(Detector):
         """Scale (<= 1) applied before tiling an image of this size so that at most ``max_tiles`` tiles run."""
         return tiling_scale(width, height, self.tile_size, self.tile_stride, self.args.max_tiles)
 
+    def input_policy(self) -> InputPolicy:
+        """Tiles at native resolution: every side at least half a tile (smaller images are padded with black, as in
+        training, but a tile that is mostly padding judges nothing)."""
+        th, tw = self.tile_size
+        return InputPolicy(max(DATA_POLICY.min_width, math.ceil(tw / 2)),
+                           max(DATA_POLICY.min_height, math.ceil(th / 2)), DATA_POLICY.max_aspect,
+                           f"it tiles the image with {tw}x{th} tiles at native resolution, at most "
+                           f"{self.args.max_tiles} of them, and needs half a tile of image per side")
+
+    def cannot_judge_reason(self, width: int, height: int) -> str | None:
+        """The policy, then the tiling: an image so elongated that fitting its tiles into ``max_tiles`` shrinks the
+        short side under half a tile cannot be judged either."""
+        reason = super().cannot_judge_reason(width, height)
+        if reason is not None:
+            return reason
+        th, tw = self.tile_size
+        scale = self.tiling_scale(width, height)
+        w, h = round(width * scale), round(height * scale)
+        if w * 2 < tw or h * 2 < th:
+            return (f"{EXTREME_ASPECT}: the image is {width}x{height} pixels; to fit at most {self.args.max_tiles} "
+                    f"tiles the box head would shrink it to {w}x{h}, under half a {tw}x{th} tile per side")
+        return None
+
     def _rescale(self, image: Image.Image, scale: float) -> Image.Image:
         if scale >= 1.0:
             return image
@@ -385,8 +410,13 @@ class BoxHeadDetector(Detector):
             min_visible=self.args.min_visible,
         )
 
-    def _predict_images(self, images: Sequence[Any]) -> list[Prediction]:
-        """Tile every image at native resolution, run the tiles in batches, aggregate, merge boxes."""
+    def _tile_outputs(self, images: Sequence[Any]) -> list[tuple[list[tuple[int, int]], float, torch.Tensor,
+                                                                 torch.Tensor]]:
+        """Tile every image at native resolution (downscaled if it needs more than ``max_tiles``) and run the tiles in
+        batches: per image ``(tile origins, scale, tile logits [T], tile boxes [T, 4] normalised to the tile)``.
+        Each image's tile logits are kept with it for :meth:`explain_map`."""
+        from hubdet.models.explain import remember
+
         th, tw = self.tile_size
         pre = self.config.preprocess
         tiles: list[torch.Tensor] = []
@@ -411,14 +441,46 @@ class BoxHeadDetector(Detector):
             boxes_all.append(out.boxes.float().cpu())
         tile_logits = torch.cat(logits_all)
         tile_boxes = torch.cat(boxes_all)
-
-        image_logits, image_boxes, image_scores, extras = [], [], [], []
+        outputs = []
         offset = 0
         for img, (origins, scale) in zip(images, layouts, strict=True):
             n = len(origins)
-            logits = tile_logits[offset : offset + n]
-            boxes = tile_boxes[offset : offset + n]
+            outputs.append((origins, scale, tile_logits[offset : offset + n], tile_boxes[offset : offset + n]))
+            remember(self, img, "tiles", (origins, scale, tile_logits[offset : offset + n].clone()))
             offset += n
+        return outputs
+
+    #: What :meth:`explain_map` shows (the app's heatmap label).
+    explanation_method = "tile presence map (each native-resolution tile's calibrated probability)"
+
+    def explain_map(self, image: Any) -> np.ndarray:
+        """``[H, W]`` map in [0, 1] over the image: each pixel the highest calibrated fake probability of the tiles
+        that cover it, i.e. what the verdict rests on (the tiles computed by ``predict`` on this image are reused)."""
+        from hubdet.models.explain import recall
+
+        seen = recall(self, image, "tiles")
+        if seen is None:
+            with torch.inference_mode():
+                origins, scale, logits, _ = self._tile_outputs([image])[0]
+        else:
+            origins, scale, logits = seen
+        th, tw = self.tile_size
+        probs = self.calibrated_probs(logits.float()).numpy()
+        w, h = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+        heat = np.zeros((max(h, th), max(w, tw)), np.float32)
+        for (x, y), p in zip(origins, probs, strict=True):
+            np.maximum(heat[y : y + th, x : x + tw], p, out=heat[y : y + th, x : x + tw])
+        heat = heat[:h, :w]
+        if (w, h) != image.size:
+            heat = np.asarray(Image.fromarray(heat).resize(image.size, Image.Resampling.BILINEAR))
+        return heat
+
+    def _predict_images(self, images: Sequence[Any]) -> list[Prediction]:
+        """Tile every image at native resolution, run the tiles in batches, aggregate, merge boxes."""
+        th, tw = self.tile_size
+        image_logits, image_boxes, image_scores, extras = [], [], [], []
+        for img, (origins, scale, logits, boxes) in zip(images, self._tile_outputs(images), strict=True):
+            n = len(origins)
             org = torch.tensor(origins, dtype=torch.float32)
             px = torch.stack([boxes[:, 0] * tw + org[:, 0], boxes[:, 1] * th + org[:, 1],
                               boxes[:, 2] * tw + org[:, 0], boxes[:, 3] * th + org[:, 1]], dim=1) / scale

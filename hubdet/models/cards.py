@@ -131,6 +131,27 @@ def _calibration_text(cal: Any) -> str:
     return f"`prob_fake = sigmoid(logit / T)` with T fitted on a validation split.\n\n{_table(rows)}"
 
 
+def _weights_text(detector: Any) -> str:
+    """The weights' SHA-256 (:func:`hubdet.models.integrity.weights_sha256` of the files listed in config.json, checked
+    when the folder loads) and, for a detector trained from another checkpoint, which one."""
+    from hubdet.models.integrity import weights_sha256
+
+    config = detector.config
+    if not config.file_sha256:
+        return "not recorded (saved without a file manifest)"
+    parts = {**(getattr(config, "external_weights", None) or {}), **detector.component_sha256()}
+    members = len(detector.component_sha256())
+    text = (f"SHA-256 `{weights_sha256(config.file_sha256, parts)}` over {len(config.file_sha256)} file(s) listed "
+            "with their digests in `config.json` (`file_sha256`), checked when the folder loads"
+            + (f", and the {members} members' digests (`member_sha256`)" if members else ""))
+    init = (config.metadata or {}).get("init_from")
+    if isinstance(init, Mapping) and init.get("sha256"):
+        where = init.get("id") or init.get("spec")
+        text += f"; trained from `{where}`" + (f"@`{init['revision']}`" if init.get("revision") else "") + \
+            f" (SHA-256 `{init['sha256']}`)"
+    return text
+
+
 def _base_model(weights_source: str) -> str | None:
     prefix = "timm Hub weights ("
     if weights_source.startswith(prefix) and weights_source.endswith(")"):
@@ -205,6 +226,7 @@ def render_card(
         "registry_name": config.name or "(custom)",
         "backbone": f"`{backbone}` (timm)" if backbone else "see the family's configuration",
         "weights_source": config.weights_source,
+        "weights_text": _weights_text(detector),
         "supports_boxes": bool(getattr(detector, "supports_boxes", False)),
         "timm_compatible": bool(getattr(detector, "timm_compatible", False)),
         "input_size": list(pre.input_size), "resize": pre.resize, "interpolation": pre.interpolation,

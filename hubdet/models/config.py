@@ -77,6 +77,9 @@ class DetectorConfig(StrictConfig):
     metadata: dict[str, Any] = field(default_factory=dict)  # training data, eval results, hubdet version ...
     hubdet_version: str = ""
     format_version: int = 1
+    # the manifest: content SHA-256 of each state file, written by save_pretrained and checked on load
+    # (hubdet.models.integrity); None in checkpoints saved before manifests existed
+    file_sha256: dict[str, str] | None = None
     # timm's own Hub format, written by families whose weights are a plain timm model (the linear-head
     # classifier), so that ``timm.create_model("local-dir:PATH" / "hf-hub:REPO", pretrained=True)`` loads the
     # folder without hubdet. Left out of config.json when ``architecture`` is empty.
@@ -94,6 +97,8 @@ class DetectorConfig(StrictConfig):
     def to_dict(self) -> dict[str, Any]:
         """config.json content; the timm keys only when the weights are in timm's format."""
         data = super().to_dict()
+        if data.get("file_sha256") is None:
+            data.pop("file_sha256", None)
         if not self.architecture:
             for key in self.TIMM_KEYS:
                 data.pop(key, None)

@@ -2,10 +2,10 @@
 
 Members (``args.members``) are strings, one per member:
 
-- ``"registry:NAME"`` creates a fresh detector from the registry (``create_detector(NAME)``, random init unless the
+- ``"registry:NAME"`` (or a bare ``NAME``) creates a fresh detector from the registry (random init unless the
   ensemble is built with ``pretrained=True``): for tests and for wiring an ensemble before its members are trained;
-- anything else is a local checkpoint folder or a Hub repo id (``org/name``, optionally ``org/name@revision``),
-  loaded strictly with :func:`hubdet.from_pretrained`.
+- anything else is any detector spec :func:`hubdet.load_detector` resolves: a hubdet checkpoint folder, a Hub repo
+  id (``org/name[@revision]``), a transformers/timm/ONNX image classifier (the adapter families).
 
 Members are frozen (no gradient, always in eval mode); only the fusion trains. Each member's logit is divided by
 its own calibration temperature before fusion, so members are on comparable scales. Fusion:
@@ -29,10 +29,10 @@ only the fusion learns); :meth:`EnsembleDetector.fit_head` on member logits (fro
 with L-BFGS. ``mean`` and ``weighted`` have nothing to train: such an ensemble reports
 ``trains_with_gradients = False`` and its ``fit_head`` only reports metrics.
 
-``save_pretrained`` writes every member into ``members/<i>/`` (their own strict checkpoints), records those
-relative paths and each member's state digest (weights + other state files, e.g. a skops head) in ``config.json``,
-so the folder loads offline and a changed member is refused. A saved ensemble only loads members from inside its
-folder.
+``save_pretrained`` writes every member into ``members/<i>/`` (their own strict checkpoints with their own file
+manifests; an adapter member keeps the outside model's weights), records those relative paths and each member's
+:func:`~hubdet.models.integrity.weights_sha256` in ``config.json``, so the folder loads offline and a changed member
+is refused. A saved ensemble only loads members from inside its folder.
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import CheckpointError, ConfigError
-from hubdet.models._registry import create_detector, from_pretrained, register_detector, register_family
-from hubdet.models.base import WEIGHTS_NAME, Detector, checkpoint_sha256
+from hubdet.data.policy import InputPolicy
+from hubdet.models import integrity
+from hubdet.models._registry import register_detector, register_family
+from hubdet.models.base import WEIGHTS_NAME, Detector
 from hubdet.models.config import DetectorConfig, PreprocessConfig
 from hubdet.models.output import DetectorOutput, Prediction
 from hubdet.models.preprocessing import box_to_original
@@ -158,6 +160,7 @@ class EnsembleDetector(Detector):
         """``member_root``: the checkpoint folder being loaded; members must then live inside it."""
         super().__init__(config, pretrained=pretrained)
         root = Path(member_root) if member_root is not None else None
+        self._signed = config.file_sha256 is not None  # member_sha256 are weights_sha256 (else: the legacy digest)
         self._member_sha256: list[str | None] = list(self.args.member_sha256 or [None] * len(self.args.members))
         members = [self._load_member(spec, i, root, pretrained) for i, spec in enumerate(self.args.members)]
         for member in members:
@@ -194,39 +197,44 @@ class EnsembleDetector(Detector):
 
     # ------------------------------------------------------------------ members
     def _load_member(self, spec: str, index: int, root: Path | None, pretrained: bool) -> Detector:
+        from hubdet.models.resolver import load_detector, parse_spec, weights_record
+
         if not isinstance(spec, str) or not spec:
-            raise ConfigError(f"ensemble member {index}: expected a path, Hub id or 'registry:NAME', got {spec!r}")
-        if spec.startswith(REGISTRY_PREFIX):
-            if root is not None:
+            raise ConfigError(f"ensemble member {index}: expected a detector spec (folder, Hub id, 'registry:NAME' "
+                              f"...), got {spec!r}")
+        if root is not None:
+            if spec.startswith(REGISTRY_PREFIX):
                 raise CheckpointError(f"{root}: member {index} is {spec!r}; a saved ensemble keeps its members in "
                                       f"{MEMBERS_DIR}/")
-            return create_detector(spec[len(REGISTRY_PREFIX) :], pretrained=pretrained)
-        if root is not None:
             folder = (root / spec).resolve()
             if not folder.is_relative_to(root.resolve()) or not folder.is_dir():
                 raise CheckpointError(f"{root}: member {index} ({spec!r}) is not a folder inside the checkpoint")
-            digests = self.args.member_sha256
-            if digests is not None:
-                weights = folder / WEIGHTS_NAME
-                if not weights.is_file():
-                    raise CheckpointError(f"{folder}: member {index} has no {WEIGHTS_NAME}")
-                if checkpoint_sha256(folder) != digests[index]:
-                    raise CheckpointError(f"{folder}: member {index} weights or state files differ from those the "
-                                          "ensemble was saved with (SHA-256 mismatch)")
-            return from_pretrained(folder)
-        revision = None
-        if "@" in spec and not Path(spec).exists():
-            spec, revision = spec.rsplit("@", 1)
-        member = from_pretrained(spec, revision=revision)
-        weights = Path(spec) / WEIGHTS_NAME
-        if weights.is_file():  # a local folder: record its digest so callers can recognise the same weights
-            self._member_sha256[index] = checkpoint_sha256(Path(spec))
+            if not (folder / WEIGHTS_NAME).is_file():
+                raise CheckpointError(f"{folder}: member {index} has no {WEIGHTS_NAME}")
+            member = load_detector(str(folder))  # its own manifest is checked (unless the load is not verifying)
+            expected = (self.args.member_sha256 or [None] * len(self.args.members))[index]
+            if expected is not None and integrity.verifying():
+                actual = member.provenance.sha256 if self._signed else integrity.legacy_state_sha256(folder)
+                if actual != expected:
+                    raise integrity.IntegrityError(
+                        f"{folder}: member {index} differs from the one the ensemble was saved with: expected weights "
+                        f"SHA-256 {expected}, actual {actual}")
+            self._member_sha256[index] = member.provenance.sha256
+            return member
+        if parse_spec(spec).is_registry:
+            return load_detector(spec, pretrained=pretrained)  # random weights: never shared
+        member = load_detector(spec)
+        self._member_sha256[index] = weights_record(member).sha256
         return member
 
     def member_sha256(self) -> list[str | None]:
-        """Each member's state digest (:func:`~hubdet.models.base.checkpoint_sha256`: its weights and any other state
-        file such as a skops head; ``None`` for registry/Hub members of an unsaved ensemble)."""
+        """Each member's :func:`~hubdet.models.integrity.weights_sha256` (its weights and any other state file such
+        as a skops head; ``None`` for random registry members of an unsaved ensemble)."""
         return list(self._member_sha256)
+
+    def component_sha256(self) -> dict[str, str]:
+        """The members' digests (their weights and state files): part of the ensemble's own weights digest."""
+        return {f"member {i}": d for i, d in enumerate(self._member_sha256) if d is not None}
 
     def train(self, mode: bool = True) -> EnsembleDetector:
         """Members stay in eval mode (frozen); only the fusion follows ``mode``."""
@@ -234,6 +242,27 @@ class EnsembleDetector(Detector):
         for member in self.members:
             member.eval()
         return self
+
+    # ------------------------------------------------------------------ what it can judge
+    def _member_refusal(self, k: int, reason: str) -> str:
+        member = self.members[k]
+        return f"{reason} [ensemble member {k}: {member.config.name or member.family}]"
+
+    def input_policy(self) -> InputPolicy:
+        """The strictest of the members' policies: the fusion needs every member's logit."""
+        policies = [m.input_policy() for m in self.members]
+        out = policies[0]
+        for other in policies[1:]:
+            out = out.strictest(other)
+        return out
+
+    def cannot_judge_reason(self, width: int, height: int) -> str | None:
+        """The first member's reason (naming the member): the ensemble judges only what every member judges."""
+        for k, member in enumerate(self.members):
+            reason = member.cannot_judge_reason(width, height)
+            if reason is not None:
+                return self._member_refusal(k, reason)
+        return None
 
     # ------------------------------------------------------------------ fusion
     def fusion_weights(self) -> torch.Tensor:
@@ -402,8 +431,8 @@ class EnsembleDetector(Detector):
             if len(preds) != len(images):
                 raise ConfigError(f"predict_with: member {k} has {len(preds)} predictions for {len(images)} images")
 
-        def run(chunk: list[Any], start: int) -> list[Prediction]:
-            known = {k: list(p[start : start + len(chunk)]) for k, p in member_predictions.items()}
+        def run(chunk: list[Any], positions: list[int]) -> list[Prediction]:
+            known = {k: [p[i] for i in positions] for k, p in member_predictions.items()}
             return self.fuse_predictions(chunk, self._member_predictions(chunk, known))
 
         return self._predict_batched(images, batch_size, run)
@@ -418,6 +447,17 @@ class EnsembleDetector(Detector):
         Each member's logit is divided by its temperature, fused, calibrated; the box comes from the box member."""
         if len(per_member) != len(self.members) or any(len(p) != len(images) for p in per_member):
             raise ConfigError(f"fuse_predictions: expected {len(self.members)} members x {len(images)} predictions")
+        unjudged: dict[int, str] = {}  # image -> the first member's reason: the fusion needs every member's logit
+        for k, preds in enumerate(per_member):
+            for i, pred in enumerate(preds):
+                if not pred.judged and i not in unjudged:
+                    unjudged[i] = self._member_refusal(k, pred.reason or "")
+        if unjudged:
+            keep = [i for i in range(len(images)) if i not in unjudged]
+            kept = iter(self.fuse_predictions([images[i] for i in keep], [[p[i] for i in keep] for p in per_member])
+                        if keep else [])
+            return [Prediction.cannot_judge(unjudged[i], width=images[i].width, height=images[i].height)
+                    if i in unjudged else next(kept) for i in range(len(images))]
         member_logits = self._scaled_logits(per_member, len(images))
         fused = self.fuse(member_logits.to(self.device)).float().cpu()
         preds = self._to_predictions(images, fused, None, None, normalised=False)
@@ -442,6 +482,33 @@ class EnsembleDetector(Detector):
                     pred.extra["flagged_fraction"] = mask_pred.extra["flagged_fraction"]
         return preds
 
+    # ------------------------------------------------------------------ explanation
+    #: What :meth:`explain_map` shows (the app's heatmap label).
+    explanation_method = "members' maps weighted as the fusion weighs their logits"
+
+    def explain_map(self, image: Any, member_maps: Mapping[int, Any] | None = None) -> Any:
+        """``[H, W]`` map in [0, 1]: each member's own explanation (:func:`hubdet.models.explain.explain`; those in
+        ``member_maps`` are reused) weighted by how much the fusion counts its logit (fusion weight over its
+        temperature; members the fusion counts against are left out)."""
+        import numpy as np
+
+        from hubdet.models.explain import explain
+
+        weights = (self.fusion_weights().float().cpu() / torch.tensor(self._temperatures())).tolist()
+        total, norm = None, 0.0
+        for k, (member, weight) in enumerate(zip(self.members, weights, strict=True)):
+            if weight <= 0:
+                continue
+            heat = (member_maps or {}).get(k)
+            if heat is None:
+                heat = explain(member, image)[0]
+            heat = np.asarray(heat, dtype=np.float32)
+            total = heat * weight if total is None else total + heat * weight
+            norm += weight
+        if total is None:
+            return np.zeros((image.height, image.width), np.float32)
+        return total / norm
+
     # ------------------------------------------------------------------ save / load
     def tensors_to_save(self) -> dict[str, torch.Tensor]:
         """Only the fusion: members are saved as their own checkpoints under ``members/``."""
@@ -463,18 +530,21 @@ class EnsembleDetector(Detector):
             shutil.rmtree(members_dir)
         specs, digests = [], []
         for i, member in enumerate(self.members):
-            sub = member.save_pretrained(members_dir / str(i), dtype=dtype, card=card)
+            member.save_pretrained(members_dir / str(i), dtype=dtype, card=card)
             specs.append(f"{MEMBERS_DIR}/{i}")
-            digests.append(checkpoint_sha256(sub))
+            digests.append(integrity.weights_sha256(member.config.file_sha256 or {},
+                                                    getattr(member.config, "external_weights", None)))
         self.config.metadata.setdefault("member_sources", list(self.args.members))
         self.config.args = {**self.config.args, "members": specs, "member_sha256": digests}
         self.args = EnsembleArgs.from_dict(self.config.args, where=f"{self.config.name or self.family}.args")
         self._member_sha256 = list(digests)
+        self._signed = True
         return super().save_pretrained(folder, dtype=dtype, card=card, card_kwargs=card_kwargs)
 
     @classmethod
     def from_folder(cls, folder: Path, config: DetectorConfig) -> EnsembleDetector:
-        """Load members from ``folder/members/`` (hash-checked) and the fusion strictly."""
+        """Load members from ``folder/members/`` (each checked against its manifest and ``member_sha256``) and the
+        fusion strictly."""
         detector = cls(config, member_root=folder)
         detector.load_extra(folder)
         detector.load_weights(folder / WEIGHTS_NAME)

@@ -46,6 +46,7 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError, HubdetError
+from hubdet.data.policy import DATA_POLICY, EXTREME_ASPECT, InputPolicy
 from hubdet.models._registry import register_detector, register_family
 from hubdet.models.base import Detector
 from hubdet.models.config import DetectorConfig
@@ -351,6 +352,37 @@ class MaskDetector(Detector):
         o = min(self.args.tile_overlap, min(th, tw) // 2)
         return len(tile_origins(width, tw, o)) * len(tile_origins(height, th, o))
 
+    def budget_scale(self, width: int, height: int) -> float:
+        """The scale (<= 1) an image of this size is analysed at so that at most ``max_tiles`` tiles run."""
+        scale = 1.0
+        while self.tiles_for(max(1, round(width * scale)), max(1, round(height * scale))) > self.args.max_tiles:
+            scale *= 0.9
+        return scale
+
+    def input_policy(self) -> InputPolicy:
+        """Tiles at native resolution: every side at least half a tile (smaller images are padded by reflection, as
+        training crops are, but a tile that is mostly mirrored padding judges little)."""
+        th, tw = self.tile_size
+        return InputPolicy(max(DATA_POLICY.min_width, math.ceil(tw / 2)),
+                           max(DATA_POLICY.min_height, math.ceil(th / 2)), DATA_POLICY.max_aspect,
+                           f"it tiles the image with {tw}x{th} tiles at native resolution, at most "
+                           f"{self.args.max_tiles} of them, and needs half a tile of image per side")
+
+    def cannot_judge_reason(self, width: int, height: int) -> str | None:
+        """The policy, then the tile budget: an image so elongated that fitting its tiles into ``max_tiles`` shrinks
+        the short side under half a tile cannot be judged either (with ``on_too_large="error"`` a too large image
+        still raises :class:`ImageTooLargeError` when predicted)."""
+        reason = super().cannot_judge_reason(width, height)
+        if reason is not None or self.args.on_too_large == "error":
+            return reason
+        th, tw = self.tile_size
+        scale = self.budget_scale(width, height)
+        w, h = round(width * scale), round(height * scale)
+        if w * 2 < tw or h * 2 < th:
+            return (f"{EXTREME_ASPECT}: the image is {width}x{height} pixels; to fit at most {self.args.max_tiles} "
+                    f"tiles the mask detector would shrink it to {w}x{h}, under half a {tw}x{th} tile per side")
+        return None
+
     def _work_scale(self, img: Image.Image, name: str) -> tuple[float, str]:
         """The scale the image is analysed at (1 unless the tile budget forces less) and a note saying so."""
         n = self.tiles_for(img.width, img.height)
@@ -360,9 +392,7 @@ class MaskDetector(Detector):
                f"this detector's budget of {self.args.max_tiles}")
         if self.args.on_too_large == "error":
             raise ImageTooLargeError(f"{msg}; crop or downscale it first (or raise max_tiles)")
-        scale = 1.0
-        while self.tiles_for(max(1, round(img.width * scale)), max(1, round(img.height * scale))) > self.args.max_tiles:
-            scale *= 0.9
+        scale = self.budget_scale(img.width, img.height)
         note = f"{msg}; analysed at {scale:.2f}x (traces of small edits may be lost)"
         logger.warning(note)
         return scale, note

@@ -29,6 +29,11 @@ class DetectorOutput:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+#: The verdict of an image a detector cannot judge (too small, extreme aspect ratio, unsupported sample format,
+#: unreadable): ``prob`` and ``logit`` are None and ``reason`` says why.
+CANNOT_JUDGE = "cannot_judge"
+
+
 @dataclass
 class Prediction:
     """One image's calibrated verdict, as returned by ``Detector.predict``.
@@ -37,12 +42,14 @@ class Prediction:
     head or finds no region. Mask-predicting detectors also give ``mask`` (``[H, W]`` float32 probability that each
     pixel of the original image was inpainted) and ``regions`` (one ``{"box", "score", "area_fraction"}`` per
     connected region of ``mask >= 0.5``, best first; ``box`` is the first one's). ``to_dict`` leaves the map out
-    (see :meth:`mask_png` for a compact encoding).
+    (see :meth:`mask_png` for a compact encoding). An image the detector cannot judge has
+    ``verdict == "cannot_judge"``, ``prob`` and ``logit`` None, no map and the ``reason`` (see :meth:`cannot_judge`);
+    ``notes`` say what the decoder normalised (e.g. "animated image with 3 frames: only the first frame is used").
     """
 
-    prob: float
-    logit: float
-    verdict: str  # "real" | "fake" | "uncertain"
+    prob: float | None
+    logit: float | None
+    verdict: str  # "real" | "fake" | "uncertain" | "cannot_judge"
     box: list[float] | None = None
     box_score: float | None = None
     width: int = 0
@@ -50,6 +57,20 @@ class Prediction:
     extra: dict[str, Any] = field(default_factory=dict)
     mask: Any = None  # numpy [H, W] float32 in [0, 1], original resolution
     regions: list[dict[str, Any]] | None = None
+    reason: str | None = None  # why there is no verdict (verdict "cannot_judge")
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def cannot_judge(cls, reason: str, *, width: int = 0, height: int = 0, notes: list[str] | None = None
+                     ) -> Prediction:
+        """The answer for an image that cannot be judged: no probability, no verdict, the reason."""
+        return cls(prob=None, logit=None, verdict=CANNOT_JUDGE, width=width, height=height, reason=reason,
+                   notes=list(notes or []))
+
+    @property
+    def judged(self) -> bool:
+        """Whether there is a verdict (False for "cannot judge")."""
+        return self.verdict != CANNOT_JUDGE
 
     def mask_png(self) -> bytes | None:
         """The map as an 8-bit greyscale PNG (255 = certainly inpainted), ``None`` without a map."""
@@ -74,5 +95,7 @@ class Prediction:
             "width": self.width,
             "height": self.height,
             **({"regions": self.regions} if self.regions is not None else {}),
+            **({"reason": self.reason} if self.reason is not None else {}),
+            **({"notes": list(self.notes)} if self.notes else {}),
             **({"extra": self.extra} if self.extra else {}),
         }

@@ -1,9 +1,10 @@
 """Several detectors on the same images, with ensemble member sharing: :func:`predict_many`.
 
-An ensemble compared beside stand-alone detectors that ARE some of its members (the same state digest, weights
-and other state files, and the same predict config) reuses their predictions instead of running those members
-again (:meth:`~hubdet.models.ensemble.EnsembleDetector.predict_with`): the fused result is exactly the ensemble's
-own ``predict``, and each member runs once. The app's compare and batch both call :func:`predict_many`.
+An ensemble compared beside stand-alone detectors that ARE some of its members (the same weights digest over weights
+and other state files, :func:`hubdet.models.integrity.weights_sha256`, and the same predict config) reuses their
+predictions instead of running those members again (:meth:`~hubdet.models.ensemble.EnsembleDetector.predict_with`):
+the fused result is exactly the ensemble's own ``predict``, and each member runs once. The app's compare and batch
+both call :func:`predict_many`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class DetectorRun:
     """One detector's predictions on the images of a :func:`predict_many` call, or why there are none."""
 
     name: str
-    predictions: list[Prediction] | None = None
+    predictions: list[Prediction] | None = None  # one per image; "cannot judge" ones have verdict "cannot_judge"
     error: str | None = None  # "ExceptionType: message" when the detector failed
     seconds: float = 0.0  # wall time of its predict (for an ensemble that shares: the fusion + members it ran)
     shared_members: dict[str, str] = field(default_factory=dict)  # "k:member name" -> detector it reused
@@ -41,8 +42,8 @@ def predicts_alike(a: DetectorConfig, b: DetectorConfig) -> bool:
 
 def share_plan(detectors: Mapping[str, Detector], digests: Mapping[str, str | None]) -> dict[str, dict[int, str]]:
     """For each ensemble among ``detectors``: member index -> a stand-alone detector among them with the same
-    state digest (``digests[name]``, e.g. :func:`~hubdet.models.base.checkpoint_sha256` of the folder it was loaded
-    from; None or missing: never shared) and a config that :func:`predicts_alike`, whose predictions it can reuse."""
+    weights digest (``digests[name]``: :func:`hubdet.models.resolver.weights_record`'s ``sha256``; None or missing:
+    never shared) and a config that :func:`predicts_alike`, whose predictions it can reuse."""
     from hubdet.models.ensemble import EnsembleDetector
 
     providers = {n: d for n, d in detectors.items() if not isinstance(d, EnsembleDetector) and digests.get(n)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hubdet.data.policy import DATA_POLICY, InputPolicy
 from hubdet.models.config import PreprocessConfig
 
 _T = TypeVar("_T")
@@ -192,6 +194,43 @@ def build_batch_transform(pre: PreprocessConfig) -> Callable[[Sequence[Image.Ima
                                    images), pre)
 
     return batch_transform
+
+
+#: A resizing detector judges images it must enlarge at most this much (beyond, it sees interpolation, not pixels).
+MAX_UPSCALE = 8.0
+#: A detector that squashes the image to its input size judges aspect ratios at most this far from its input's.
+MAX_DISTORTION = 4.0
+
+
+def input_policy_for(pre: PreprocessConfig) -> InputPolicy:
+    """What a detector with this preprocessing can judge (never less strict than :data:`DATA_POLICY`):
+
+    - ``center_crop`` (a crop at native resolution): the crop must fit inside the image (else it sees black padding);
+    - ``resize`` (the whole image squashed to the input size): at most :data:`MAX_UPSCALE` x enlargement per side and
+      :data:`MAX_DISTORTION` x change of aspect ratio;
+    - ``shorter_crop`` (shorter side resized, centre cropped): at most :data:`MAX_UPSCALE` x enlargement;
+    - ``none`` (the whole image at native resolution): only the floor; families that tile or analyse blocks
+      override :meth:`~hubdet.models.base.Detector.input_policy` with their own needs.
+    """
+    out_h, out_w = (int(v) for v in pre.input_size)
+    floor_side, floor_aspect = DATA_POLICY.min_width, DATA_POLICY.max_aspect
+    if pre.resize == "center_crop":
+        return InputPolicy(max(floor_side, out_w), max(floor_side, out_h), floor_aspect,
+                           f"it looks at a {out_w}x{out_h} crop at native resolution")
+    if pre.resize == "resize":
+        input_aspect = max(out_w, out_h) / min(out_w, out_h)
+        return InputPolicy(max(floor_side, math.ceil(out_w / MAX_UPSCALE)),
+                           max(floor_side, math.ceil(out_h / MAX_UPSCALE)),
+                           min(floor_aspect, MAX_DISTORTION * input_aspect),
+                           f"it resizes the whole image to {out_w}x{out_h}: at most {MAX_UPSCALE:g}x enlargement "
+                           f"and {MAX_DISTORTION:g}x distortion")
+    if pre.resize == "shorter_crop":
+        shorter = max(out_w, out_h) / pre.crop_pct
+        side = max(floor_side, math.ceil(shorter / MAX_UPSCALE))
+        return InputPolicy(side, side, floor_aspect,
+                           f"it resizes the shorter side to {shorter:.0f} pixels, at most {MAX_UPSCALE:g}x "
+                           "enlargement, and crops the centre")
+    return InputPolicy(floor_side, floor_side, floor_aspect, "it looks at the whole image at native resolution")
 
 
 def box_to_original(box: Sequence[float], pre: PreprocessConfig, width: int, height: int) -> list[float]:

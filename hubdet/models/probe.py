@@ -325,6 +325,47 @@ class ProbeDetector(Detector):
             out.losses = {"classification": out.loss.detach()}
         return out
 
+    # ------------------------------------------------------------------ explanation
+    #: What :meth:`explain_map` shows (the app's heatmap label).
+    explanation_method = "class activation map (the probe's linear head over pooled features, no gradients)"
+
+    def affine_head(self) -> tuple[torch.Tensor, float] | None:
+        """``(w, b)`` with ``decision = features @ w + b`` (before clipping) when the fitted pipeline is affine
+        (scaling, PCA, a linear classifier), else None. Found by probing the pipeline and checked on random
+        features; cached per fitted head."""
+        if self._head is None or self.autoencoder is not None or not hasattr(self._head, "decision_function"):
+            return None
+        cached = getattr(self, "_affine_cache", None)
+        if cached is not None and cached[0] is self._head:
+            return cached[1]
+        n = self.num_features
+        decide = self._head.decision_function
+        basis = np.vstack([np.zeros((1, n)), np.eye(n)])
+        scores = np.asarray(decide(basis), dtype=np.float64).reshape(-1)
+        bias, w = float(scores[0]), scores[1:] - scores[0]
+        probe = np.random.default_rng(0).normal(size=(4, n))
+        exact = np.asarray(decide(probe), dtype=np.float64).reshape(-1)
+        affine = (w, bias) if np.allclose(probe @ w + bias, exact, rtol=1e-4, atol=1e-4 * (1 + np.abs(exact).max())) \
+            else None
+        result = (torch.from_numpy(affine[0]).float(), affine[1]) if affine is not None else None
+        self._affine_cache = (self._head, result)
+        return result
+
+    def explain_map(self, image: Any) -> np.ndarray | None:
+        """Class activation map over the image: each position's share of the logit under the affine head (one forward
+        pass per backbone); None when the head is not affine or a backbone does not average-pool."""
+        from hubdet.models.explain import input_map_to_original, pooled_cam
+
+        head = self.affine_head()
+        if head is None:
+            return None
+        x = self.batch_transform([image]).to(self.device)  # channels-last, as in predict
+        parts = [(self.backbone, x)] + [
+            (m, x * scale.to(x.device, x.dtype) + shift.to(x.device, x.dtype))
+            for m, (scale, shift) in zip(self.extra_backbones, self._renorm, strict=True)]
+        cam = pooled_cam(parts, head[0])
+        return None if cam is None else input_map_to_original(cam, self, image)
+
     # ------------------------------------------------------------------ persistence (skops, never pickle)
     def save_extra(self, folder: Path) -> None:
         import skops.io as sio
