@@ -260,8 +260,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tile-batch-size", type=int, default=8,
                         help="box head tiles per forward in the shipped config: 8 keeps the app under 2 GB with 8 "
                              "concurrent requests (32: 2.5 GB) and is no slower on a CPU (bench/bench_app.py)")
+    parser.add_argument("--only", default=None, metavar="NAME",
+                        help="package one detector alone into OUT/NAME (a folder of its own; the ensemble and its "
+                             "members are left as they are) from RUNS/NAME/model; the fp16 check reads its "
+                             "recipe's held-out split (or --data-dir/--split)")
+    parser.add_argument("--card-section", action="append", default=[], metavar="TITLE=FILE.md",
+                        help="with --only: one more card section from a Markdown file (e.g. per-dataset and "
+                             "per-generator test tables, a comparison); repeatable")
+    parser.add_argument("--data-dir", type=Path, default=None, help="with --only: the fp16 check's images")
+    parser.add_argument("--split", default=None, help="with --only: the split of --data-dir (default: its recipe's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.only:
+        package_one(args)
+        return
 
     names = member_names()
     evals = {"boxhead": args.boxhead_eval} if args.boxhead_eval is not None else {}
@@ -338,6 +350,58 @@ def main(argv: list[str] | None = None) -> None:
     report["total_bytes"] = size
     (out / "PACKAGING.json").write_text(json.dumps(report, indent=2) + "\n")
     logger.info("packaged %s (%.1f MB): %s", out, size / 1e6, report)
+
+
+def package_one(args: argparse.Namespace) -> None:
+    """``--only NAME``: RUNS/NAME/model -> OUT/NAME (fp16 if it keeps every verdict, a card with the held-out
+    results of ``--member-eval`` NAME=RESULT.json, repeatable: the first is the card's headline dataset, the others
+    are listed too; the file manifest that every saved checkpoint carries). A link OUT/NAME (a member of the
+    packaged ensemble) is replaced by the folder; the ensemble itself is not touched."""
+    name = args.only
+    run = args.runs / name / "model"
+    det = hubdet.from_pretrained(run)
+    data_dir, split = member_data(name)
+    data_dir = args.data_dir or data_dir
+    split = args.split or split
+    ok, delta = fp16_safe(det, test_images(data_dir, args.check_images, split), args.max_prob_delta)
+    logger.info("fp16 check of %s on %d %s images: max prob delta %.5f -> %s", name, args.check_images, split, delta,
+                "fp16" if ok else "fp32")
+    evals = [(k, Path(v)) for k, v in (e.split("=", 1) for e in args.member_eval) if k == name]
+    override, note, dataset_id, rev = None, "", f"hubdet-defaults/{data_dir.name}", split_digest(data_dir, split)
+    extra_results = []
+    for i, (_, path) in enumerate(evals):
+        result = json.loads(path.read_text())
+        ds = result["dataset"]
+        held_dir, held_split = Path(ds["data_dir"]), ds.get("split") or "test"
+        metrics = {k: result["metrics"][k] for k in metric_names(scored=True) if result["metrics"].get(k) is not None}
+        if i == 0:
+            override, dataset_id, rev = metrics, f"hubdet-defaults/{held_dir.name}", split_digest(held_dir, held_split)
+            rule = det.config.metadata.get("map_rule") or det.config.metadata.get("region_rule") or {}
+            note = (f" Post-processing chosen on validation after training ({rule}); the test numbers below are those "
+                    "of the shipped checkpoint, measured with `hubdet evaluate`.")
+        else:
+            extra_results.append({"dataset": f"hubdet-defaults/{held_dir.name}", "split": held_split,
+                                  "dataset_name": f"hubdet defaults {name} {held_dir.name} test",
+                                  "revision": split_digest(held_dir, held_split), "metrics": metrics})
+    kwargs = card_kwargs(name, det, dataset_id, rev, override, note)
+    kwargs["eval_results"] = kwargs["eval_results"] + extra_results
+    for item in args.card_section:
+        title, file = item.split("=", 1)
+        kwargs["extra_sections"] = [*kwargs["extra_sections"], (title, Path(file).read_text().strip())]
+    out = args.out / name
+    staged = Path(tempfile.mkdtemp(prefix=f"{name}_", dir=args.out))
+    det.save_pretrained(staged, dtype=torch.float16 if ok else None, card_kwargs=kwargs)
+    if out.is_symlink():
+        out.unlink()
+    elif out.exists():
+        shutil.rmtree(out)
+    staged.rename(out)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    report = json.loads((args.out / "PACKAGING.json").read_text()) if (args.out / "PACKAGING.json").exists() else {}
+    report[name] = {"fp16_max_prob_delta": delta, "fp16_ok": ok, "bytes": size, "packaged": "alone (--only)"}
+    report["total_bytes"] = sum(f.stat().st_size for f in {p.resolve() for p in args.out.rglob("*") if p.is_file()})
+    (args.out / "PACKAGING.json").write_text(json.dumps(report, indent=2) + "\n")
+    logger.info("packaged %s (%.2f MB)", out, size / 1e6)
 
 
 if __name__ == "__main__":
