@@ -2,7 +2,7 @@
 """App speed: a side-by-side comparison with every bundled detector on a 1024x768 image, against the sum of
 the detectors' bare forwards; the app's peak memory.
 
-Detectors: the app's bundled ones (``defaults/detectors.yaml``: classifier, boxhead, copymove, ensemble) when
+Detectors: the app's bundled ones (``defaults/detectors.yaml``: classifier, boxhead, copymove, mask, ensemble) when
 their folders exist; otherwise stand-ins of the same shape: an EfficientNet-Lite0 classifier and box head (offline
 ImageNet weights) and their linear ensemble, saved to a temporary folder (``--quick``: the tiny test variants).
 
@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, percentile  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLED = ("classifier", "boxhead", "copymove", "ensemble")
+BUNDLED = ("classifier", "boxhead", "copymove", "mask", "ensemble")
 
 
 def peak_rss_mib(pid: int | str = "self") -> float:
@@ -79,8 +79,9 @@ def test_image(path: Path, size: tuple[int, int] = (1024, 768)) -> Path:
 def detector_specs(work: Path, quick: bool) -> tuple[list[tuple[str, str]], str]:
     """``[(name, folder)]`` of the detectors to compare and where they come from."""
     defaults = REPO / "defaults"
-    if not quick and all((defaults / n / "config.json").is_file() for n in BUNDLED):
-        return [(n, str(defaults / n)) for n in BUNDLED], "bundled defaults/ (defaults/detectors.yaml)"
+    present = [n for n in BUNDLED if (defaults / n / "config.json").is_file()]
+    if not quick and {"classifier", "boxhead", "ensemble"} <= set(present):
+        return [(n, str(defaults / n)) for n in present], "bundled defaults/ (defaults/detectors.yaml)"
     import hubdet
 
     if quick:
@@ -118,6 +119,9 @@ def bare_plan(det: Any, width: int, height: int, skip: Any = ()) -> list[tuple[A
         n = len(tile_grid(w, h, det.tile_size, det.tile_stride))
         bs = det.args.tile_batch_size
         return [(det, torch.randn(min(bs, n - i), 3, th, tw)) for i in range(0, n, bs)]
+    if det.family == "mask":  # its tiles at native resolution, in its tile batches
+        n, bs = det.tiles_for(width, height), det.args.tile_batch_size
+        return [(det.pixel_logits, torch.randn(min(bs, n - i), 3, th, tw)) for i in range(0, n, bs)]
     module = getattr(det, "model", None) or det
     return [(module, torch.randn(1, 3, th, tw))]
 

@@ -403,12 +403,15 @@ def test_batch_needs_files_and_detectors(pool: DetectorPool, image: Path) -> Non
 
 def test_examples_are_generated_once_and_decodable(tmp_path: Path) -> None:
     paths = ensure_examples(tmp_path)
-    assert [p.name for p in paths] == ["scene.jpg", "scene_patched.jpg", "scene_rgba.png"]
+    assert [p.name for p in paths] == ["wine_inpainted.jpg", "bridge.jpg", "fruits.jpg", "dcgan_face.png"]
     stamps = [p.stat().st_mtime_ns for p in paths]
     assert [p.stat().st_mtime_ns for p in ensure_examples(tmp_path)] == stamps
     decoded = decode_upload(paths[0])
     arr = np.asarray(decoded.image, dtype=np.float32)
-    assert decoded.image.size == (640, 480) and arr.std() > 20  # a scene, not a flat colour
+    assert decoded.image.size == (576, 768) and arr.std() > 20  # a photo, not a flat colour
+    licences = (Path(ensure_examples.__code__.co_filename).parent / "example_images" / "LICENSES.md").read_text()
+    assert all(p.name in licences for p in paths)  # every shipped example says where it comes from
+    assert sum(p.stat().st_size for p in paths) < 1_000_000  # small files
 
 
 def write_leaderboard(folder: Path) -> Path:
@@ -586,3 +589,32 @@ def test_probes_with_the_same_weights_but_other_heads_share_nothing(tmp_path: Pa
     (own,) = pool.get("ensemble").predict([image], batch_size=1)
     assert comparison.results[2].shared_members == {"0:probe_tiny.test": "same"}
     assert comparison.results[2].prob_fake == own.prob
+
+
+# ============================================================================ mask detectors
+
+
+def test_a_mask_detector_shows_its_map_regions_and_share_instead_of_grad_cam(tmp_path: Path) -> None:
+    from hubdet.app.config import DetectorSpec
+    from hubdet.app.rendering import overlay_mask
+
+    torch.manual_seed(0)
+    det = hubdet.create_detector("mask_tiny.test")
+    with torch.no_grad():
+        det.decoder.head[1].bias.fill_(0.5)  # flag a good share of the pixels
+    folder = det.save_pretrained(tmp_path / "mask")
+    pool = DetectorPool([DetectorSpec(name="mask", path=str(folder))])
+    image = photo_like(tmp_path / "p.png", size=(160, 120), fmt="PNG")
+    (result,) = compare(pool, image, ["mask"]).results
+    direct = pool.get("mask").predict([image])[0]
+    assert result.error is None and result.predicts_masks and result.supports_boxes
+    assert result.flagged_fraction == pytest.approx(float((direct.mask >= 0.5).mean()), abs=1e-4)
+    assert len(result.regions) == len(direct.regions) and result.mask_image is not None
+    assert result.explanation.startswith("the detector's own") and result.heatmap_image is not None
+    payload = result.to_dict()
+    assert payload["predicts_masks"] and payload["regions"] == result.regions
+    # the overlay tints exactly the flagged pixels (here at full size, no boxes)
+    mask = np.zeros((20, 30), np.float32)
+    mask[5:10, 5:15] = 0.9
+    tinted = np.asarray(overlay_mask(Image.new("RGB", (30, 20), (0, 0, 0)), mask))
+    assert (tinted.sum(-1) > 0).sum() == 50

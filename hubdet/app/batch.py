@@ -23,7 +23,8 @@ from hubdet.app.provenance import PROVENANCE_COLUMNS, provenance_columns, read_p
 from hubdet.app.uploads import BatchLimits, decode_upload, expand_uploads
 from hubdet.models.output import CANNOT_JUDGE
 
-BATCH_COLUMNS = ["file", "detector", "prob_fake", "verdict", "box", "box_score", "error", *PROVENANCE_COLUMNS]
+BATCH_COLUMNS = ["file", "detector", "prob_fake", "verdict", "box", "box_score", "inpainted_share", "regions", "error",
+                 *PROVENANCE_COLUMNS]
 
 
 def _box_text(box: Sequence[float] | None) -> str:
@@ -32,15 +33,16 @@ def _box_text(box: Sequence[float] | None) -> str:
 
 def _error_rows(label: str, error: str, detectors: Sequence[str], verdict: str | None = None) -> list[dict[str, Any]]:
     return [{"file": label, "detector": d, "prob_fake": None, "verdict": verdict, "box": "", "box_score": None,
-             "error": error} for d in detectors]
+             "inpainted_share": None, "regions": None, "error": error} for d in detectors]
 
 
 def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: Sequence[str] | None, *,
           limits: BatchLimits = BatchLimits(), chunk: int = 8, max_pixels: int | None = None,
           max_file_bytes: int | None = None) -> list[dict[str, Any]]:
-    """Rows ``file, detector, prob_fake, verdict, box, box_score, error`` and the provenance columns
-    (:data:`~hubdet.app.provenance.PROVENANCE_COLUMNS`: conclusion, reason, C2PA validation, digital source type,
-    generator metadata of the file's original bytes; empty for files refused unread) for every file x detector.
+    """Rows ``file, detector, prob_fake, verdict, box, box_score, inpainted_share, regions, error`` and the provenance
+    columns for every file x detector (``inpainted_share``: the share of the image a mask detector flags; ``regions``:
+    how many regions; :data:`~hubdet.app.provenance.PROVENANCE_COLUMNS`: conclusion, reason, C2PA validation, digital
+    source type, generator metadata of the file's original bytes; empty for files refused unread).
 
     Bad files, files over ``max_file_bytes`` or ``max_pixels`` and refused archives become rows with their error
     (one per detector); an image a detector cannot judge gets verdict ``cannot_judge`` and the reason in ``error``.
@@ -109,12 +111,14 @@ def _score(pool: DetectorPool, detectors: dict[str, Any], failures: dict[str, st
             pred = (runs[name].predictions or [])[i]
             if not pred.judged:
                 rows.append({"file": label, "detector": name, "prob_fake": None, "verdict": pred.verdict, "box": "",
-                             "box_score": None, "error": f"cannot judge: {pred.reason}"})
+                             "box_score": None, "inpainted_share": None, "regions": None,
+                             "error": f"cannot judge: {pred.reason}"})
                 continue
             rows.append({"file": label, "detector": name, "prob_fake": round(float(pred.prob), 4),
                          "verdict": pred.verdict, "box": _box_text(pred.box),
                          "box_score": None if pred.box_score is None else round(float(pred.box_score), 4),
-                         "error": ""})
+                         "inpainted_share": None if pred.mask is None else round(float((pred.mask >= 0.5).mean()), 4),
+                         "regions": None if pred.regions is None else len(pred.regions), "error": ""})
     return rows
 
 

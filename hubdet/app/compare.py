@@ -21,7 +21,7 @@ from PIL import Image
 from hubdet._core.errors import BadImageError, UnsupportedImageError
 from hubdet.app.pool import DetectorPool
 from hubdet.app.provenance import pixel_conflict, read_provenance
-from hubdet.app.rendering import display_copy, draw_box, overlay_heatmap
+from hubdet.app.rendering import display_copy, draw_box, overlay_heatmap, overlay_mask
 from hubdet.app.uploads import decode_upload
 from hubdet.models.output import CANNOT_JUDGE
 
@@ -39,6 +39,9 @@ class DetectorResult:
     box_score: float | None = None
     seconds: float | None = None
     supports_boxes: bool = False
+    predicts_masks: bool = False
+    regions: list[dict[str, Any]] | None = None  # mask detectors: one box per inpainted region, best first
+    flagged_fraction: float | None = None  # mask detectors: share of the image's pixels flagged as inpainted
     family: str = ""
     explanation: str = ""
     explanation_seconds: float | None = None
@@ -48,11 +51,13 @@ class DetectorResult:
     stability: dict[str, Any] | None = None  # with the stability check: the degraded copies' answers
     box_image: Image.Image | None = None
     heatmap_image: Image.Image | None = None
+    mask_image: Image.Image | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "detector": self.detector, "prob_fake": self.prob_fake, "verdict": self.verdict, "box": self.box,
             "box_score": self.box_score, "seconds": self.seconds, "supports_boxes": self.supports_boxes,
+            "predicts_masks": self.predicts_masks, "regions": self.regions, "flagged_fraction": self.flagged_fraction,
             "family": self.family, "explanation": self.explanation,
             "explanation_seconds": self.explanation_seconds, "error": self.error,
             **({"reason": self.reason} if self.reason is not None else {}),
@@ -117,7 +122,7 @@ def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names:
         if result.error is None and result.reason is None:
             with pool.lock(n):  # explanations may hook the detector's modules
                 _pictures(result, detectors[n], decoded.image, shown, scale, explain_it=explain_it,
-                          heatmaps=heatmaps, shared=runs[n].shared_members)
+                          heatmaps=heatmaps, shared=runs[n].shared_members, prediction=runs[n].predictions[0])
     ordered = [results[n] for n in chosen]
     return Comparison(image=decoded.info(), results=ordered, summary=agreement_summary(ordered, record),
                       preview=shown, provenance=record)
@@ -141,18 +146,38 @@ def _fill(result: DetectorResult, detector: Any, run: Any, file: str) -> None:
     result.stability = pred.extra.get("stability")
     result.box = [round(float(v), 1) for v in pred.box] if pred.box is not None else None
     result.box_score = float(pred.box_score) if pred.box_score is not None else None
+    result.predicts_masks = bool(getattr(detector, "predicts_masks", False)) and pred.mask is not None
+    if result.predicts_masks:
+        result.regions = [{"box": [round(float(v), 1) for v in r["box"]], "score": round(float(r["score"]), 4),
+                           "area_fraction": round(float(r["area_fraction"]), 5)} for r in (pred.regions or [])]
+        result.flagged_fraction = round(float((pred.mask >= 0.5).mean()), 5)
 
 
 def _pictures(result: DetectorResult, detector: Any, img: Image.Image, shown: Image.Image, scale: float, *,
               explain_it: bool, heatmaps: dict[str, np.ndarray] | None = None,
-              shared: dict[str, str] | None = None) -> None:
+              shared: dict[str, str] | None = None, prediction: Any = None) -> None:
     """The column's pictures at display size (``shown`` is ``img`` scaled by ``scale``): the heatmap overlay (and
-    the method) when asked, and the box for box-capable detectors. A failed explanation is reported, not raised.
+    the method) when asked, and the box for box-capable detectors. A mask detector's own map replaces the heatmap
+    (it IS the explanation: no Grad-CAM), and its mask is drawn with one box per region. A failed explanation is
+    reported, not raised.
 
     ``heatmaps`` (detector name -> its map, filled here) lets an ensemble reuse the maps of the members it
     ``shared`` with detectors explained before it (``"k:member" -> detector name``)."""
     from hubdet.models.explain import explain
 
+    if result.predicts_masks and prediction is not None and prediction.mask is not None:
+        result.mask_image = overlay_mask(shown, prediction.mask, result.regions, scale=scale)
+        result.box_image = None  # the mask picture carries every region's box
+        if explain_it:
+            small = np.asarray(Image.fromarray(prediction.mask.astype(np.float32)).resize(
+                shown.size, Image.Resampling.BILINEAR))
+            result.heatmap_image = overlay_heatmap(shown, small)
+            result.explanation = str(getattr(detector, "explanation_method", "")
+                                     or "the detector's own inpainting map")
+            result.explanation_seconds = 0.0
+            if heatmaps is not None:  # an ensemble beside it with this detector as a member reuses the map
+                heatmaps[result.detector] = np.clip(prediction.mask.astype(np.float32), 0.0, 1.0)
+        return
     if result.supports_boxes:
         label = f"{result.detector}: {result.box_score:.2f}" if result.box_score is not None else result.detector
         result.box_image = draw_box(shown, result.box, label, scale=scale)

@@ -1,4 +1,5 @@
-"""Pictures for the browser: a display-sized copy, a labelled box, a heatmap blended over an image."""
+"""Pictures for the browser: a display-sized copy, a labelled box, a heatmap or an inpainting mask blended over an
+image with one labelled box per region."""
 
 from __future__ import annotations
 
@@ -51,3 +52,22 @@ def overlay_heatmap(img: Image.Image, heat: np.ndarray, *, alpha: float = 0.45, 
     weight = (alpha * np.sqrt(h))[..., None]  # cold regions keep the photo visible
     out = base * (1.0 - weight) + colored * weight
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "RGB")
+
+
+def overlay_mask(img: Image.Image, mask: np.ndarray, regions: Sequence[dict] | None = None, *, scale: float = 1.0,
+                 threshold: float = 0.5, color: tuple[int, int, int] = (255, 0, 160),
+                 alpha: float = 0.5) -> Image.Image:
+    """``img`` with the pixels where ``mask`` (``[H, W]`` probabilities, resized to ``img``) reaches ``threshold``
+    tinted, and each region's box (original pixels, multiplied by ``scale``) drawn with its confidence and share of
+    the image."""
+    base = np.asarray(img.convert("RGB"), dtype=np.float32)
+    m = np.asarray(mask, dtype=np.float32)
+    if m.shape != base.shape[:2]:
+        m = np.asarray(Image.fromarray(m).resize(img.size, Image.Resampling.BILINEAR), dtype=np.float32)
+    flagged = (np.nan_to_num(m) >= threshold)[..., None]
+    out = np.where(flagged, base * (1 - alpha) + np.array(color, np.float32) * alpha, base)
+    picture = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "RGB")
+    for k, region in enumerate(regions or []):
+        label = f"#{k + 1} {region['score']:.2f} ({100 * region['area_fraction']:.1f}%)"
+        picture = draw_box(picture, region["box"], label, color=color, scale=scale)
+    return picture

@@ -153,8 +153,8 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
         notes = "".join(f"\n\n_{n}_" for n in comparison.image["notes"])
         state = {
             "image": comparison.image,
-            "results": [{**r.to_dict(), "box_image": r.box_image, "heatmap_image": r.heatmap_image}
-                        for r in comparison.results],
+            "results": [{**r.to_dict(), "box_image": r.box_image, "heatmap_image": r.heatmap_image,
+                         "mask_image": r.mask_image} for r in comparison.results],
         }
         panel = panel_markdown(comparison.provenance, comparison.summary.get("provenance_conflict"))
         return state, comparison.preview, comparison.summary["text"] + notes, panel, comparison.to_dict()
@@ -207,6 +207,8 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
                 explain_box = gr.Checkbox(value=True, label="Explanation heatmaps")
                 stability_box = gr.Checkbox(value=False, label="Stability check (JPEG, half size, blur; 4x slower)",
                                             elem_id="hubdet-stability")
+                mask_toggle = gr.Checkbox(value=True, label="Show inpainting masks (detectors that draw one)",
+                                          elem_id="hubdet-mask-toggle")
                 compare_btn = gr.Button("Compare", variant="primary", elem_id="hubdet-compare")
                 if example_paths:
                     gr.Examples(examples=[[p] for p in example_paths], inputs=[upload], label="Examples")
@@ -217,14 +219,14 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
         with gr.Group():
             provenance_panel = gr.Markdown(elem_id="hubdet-provenance", padding=True)
 
-        @gr.render(inputs=state)
-        def render_columns(current: dict[str, Any] | None) -> None:
+        @gr.render(inputs=[state, mask_toggle])
+        def render_columns(current: dict[str, Any] | None, show_masks: bool = True) -> None:
             if not current:
                 return
             with gr.Row(equal_height=False):
                 for res in current["results"]:  # one column per chosen detector
                     with gr.Column(min_width=220):
-                        _detector_column(res)
+                        _detector_column(res, show_mask=bool(show_masks))
 
         with gr.Accordion("Raw results (JSON)", open=False):
             raw = gr.JSON(label="comparison")
@@ -247,10 +249,15 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
     gr.api(api_add_detector, api_name="add_detector", **heavy)
 
 
-def _detector_column(res: dict[str, Any]) -> None:
-    """One detector's column: its text, its box picture, its heatmap."""
+def _detector_column(res: dict[str, Any], *, show_mask: bool = True) -> None:
+    """One detector's column: its text, its mask with one box per region (mask detectors, when shown) or its box
+    picture, its heatmap."""
     gr.Markdown(_column_markdown(res), elem_classes=["hubdet-side"])
-    if res.get("box_image") is not None:
+    if res.get("mask_image") is not None:
+        if show_mask:
+            gr.Image(value=res["mask_image"], interactive=False, type="pil",
+                     label=f"{res['detector']}: inpainted pixels and regions (confidence, share of the image)")
+    elif res.get("box_image") is not None:
         gr.Image(value=res["box_image"], label=f"{res['detector']}: predicted box", interactive=False, type="pil")
     elif res.get("supports_boxes"):
         gr.Markdown("_no box predicted_")
@@ -278,7 +285,13 @@ def _column_markdown(res: dict[str, Any]) -> str:
         shared = ", ".join(f"{member} from {src}" for member, src in res["shared_members"].items())
         lines.append(f"shared member predictions: {shared} (not run again; the time is the fusion plus the members "
                      "run here)")
-    if res.get("supports_boxes") and res.get("box"):
+    if res.get("predicts_masks"):
+        regions = res.get("regions") or []
+        lines.append(f"flagged as inpainted: **{100 * float(res.get('flagged_fraction') or 0):.1f}%** of the image, "
+                     f"{len(regions)} region(s)")
+        lines += [f"region #{k + 1}: confidence {r['score']:.2f}, {100 * r['area_fraction']:.1f}% of the image, "
+                  f"box {', '.join(f'{v:.0f}' for v in r['box'])}" for k, r in enumerate(regions[:5])]
+    elif res.get("supports_boxes") and res.get("box"):
         box = ", ".join(f"{v:.0f}" for v in res["box"])
         lines.append(f"box (xmin, ymin, xmax, ymax): {box}")
     if res.get("family"):

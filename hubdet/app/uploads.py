@@ -62,9 +62,6 @@ class BatchLimits:
     max_compression_ratio: float = 200.0
 
 
-BATCH_COLUMNS = ["file", "detector", "prob_fake", "verdict", "box", "box_score", "error"]
-
-
 def expand_uploads(paths: Sequence[str | os.PathLike], limits: BatchLimits = BatchLimits()
                    ) -> Iterator[tuple[str, str | bytes | None, str | None]]:
     """Yield ``(name, source, error)`` for each uploaded file and each file inside uploaded zips.

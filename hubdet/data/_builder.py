@@ -259,9 +259,20 @@ class HubdetBuilder(datasets.GeneratorBasedBuilder):
                 self.report.bad_files.add(item.file, f"its mask {mask_file} is unusable (see above); example skipped")
                 return None
             mask = mask_got[1]
+            if not _same_aspect(mask.size, img.size):
+                self.report.bad_files.add(item.file, f"its mask {mask_file} is {mask.width}x{mask.height}, the image "
+                                          f"{img.width}x{img.height} (another aspect ratio: the mask does not "
+                                          "belong to this image); example skipped")
+                return None
         return make_example(data, img, info, label=item.label, generator=item.generator, source=self.SOURCE_NAME,
                             file=item.file, boxes=item.boxes, mask=mask, boxes_from_mask=item.boxes_from_mask,
                             reencode=self.reencode_config)
+
+
+def _same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.02) -> bool:
+    """Whether two (width, height) sizes have the same aspect ratio within ``tolerance`` (a mask of the same aspect
+    but another size is resized to the image, with a warning; another aspect means it is not this image's mask)."""
+    return abs(a[0] * b[1] - a[1] * b[0]) <= tolerance * max(a[0] * b[1], a[1] * b[0])
 
 
 # ----------------------------------------------------------------------------------------- registry

@@ -30,7 +30,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "synth",
         help="make an inpainting benchmark from a folder of photos",
-        description="Inpaint a random rectangle or brush mask in a fraction of the photos (the others stay "
+        description="Inpaint random rectangle, brush or object-shaped regions in a fraction of the photos (the others "
+        "stay "
         "untouched), encode both classes the same way, and write Real/, Fake/, masks/ and boxes.csv "
         "(read by the `folder` source). Deterministic for a seed.",
     )
@@ -41,8 +42,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="option of the backend, e.g. patch_size=5 or weights=/path (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--fraction", type=float, default=0.5, help="share of images that are inpainted (default: 0.5)")
-    p.add_argument("--mask", dest="mask_kind", choices=["rect", "brush", "mixed"], default="rect",
-                   help="mask shape (default: rect)")
+    p.add_argument("--mask", dest="mask_kind", choices=["rect", "brush", "object", "mixed", "varied"],
+                   default="rect", help="mask shape: rect, brush, object (blob/polygon outline), mixed (rect or "
+                   "brush), varied (rect, brush or object) (default: rect)")
+    p.add_argument("--regions", default="1", help="regions per inpainted photo: N or LO-HI (default: 1)")
     p.add_argument("--min-frac", type=float, default=0.1, help="smallest rectangle side / image side (default: 0.1)")
     p.add_argument("--max-frac", type=float, default=0.5, help="largest rectangle side / image side (default: 0.5)")
     p.add_argument("--size", help="output size N or WxH (default: keep the photo's size)")
@@ -117,6 +120,8 @@ def _synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         fraction=args.fraction,
         mask_kind=args.mask_kind,
+        regions=tuple(int(v) for v in str(args.regions).split("-")) if "-" in str(args.regions)
+        else int(args.regions),
         min_frac=args.min_frac,
         max_frac=args.max_frac,
         size=args.size,

@@ -1,7 +1,8 @@
 """Inpainting benchmark maker: turn a folder of photos into real/inpainted pairs with boxes and masks.
 
 As seed 001 built its data: a ``fraction`` of the photos get a random rectangle (uniform position and size
-within ``min_frac``..``max_frac`` of each side) or a free-form brush mask, filled by an inpainting backend
+within ``min_frac``..``max_frac`` of each side), a free-form brush mask or an object-shaped mask (a smooth random
+blob or polygon, the outline of a removed object), one or more regions per photo, filled by an inpainting backend
 (:mod:`hubdet.data.inpainters`); the others stay untouched. Both classes then go through the same final
 resize and the same encoding (PNG, or JPEG at one quality), so size and codec give nothing away.
 
@@ -11,10 +12,11 @@ Output (read by the ``folder`` builder)::
     OUT/Fake/<name>_inpainted.png  inpainted photos
     OUT/masks/<name>_inpainted_mask.png   white = inpainted pixels, in output pixels
     OUT/boxes.csv                  file,label,generator,xmin,ymin,xmax,ymax,mask,original,width,height
+                                   (one row per inpainted region: several rows for one file give several boxes)
     OUT/synth.json                 the settings, counts and skipped files (for the dataset card)
 
 Boxes are ``[xmin, ymin, xmax, ymax]`` in output pixels with exclusive max (as ``inpaint_pairs/boxes.csv``):
-the bounding box of the mask. Every file is a pure function of the seed and the input bytes, whatever
+the bounding box of each region's mask. Every file is a pure function of the seed and the input bytes, whatever
 the number of workers.
 
 Pipeline per photo: decode (:func:`hubdet.data.imageio.open_image`) -> optional random crops
@@ -53,7 +55,11 @@ __all__ = [
     "make_inpainting_benchmark",
     "mask_box",
     "random_mask",
+    "random_regions",
 ]
+
+#: Mask shapes of :func:`random_mask`; ``mixed`` draws rect or brush, ``varied`` rect, brush or object.
+MASK_KINDS = ("rect", "brush", "object", "mixed", "varied")
 
 BOXES_COLUMNS = ["file", "label", "generator", "xmin", "ymin", "xmax", "ymax", "mask", "original", "width", "height"]
 MIN_SIDE = 8  # photos (or crops) smaller than this on a side are skipped: too small to mask and inpaint
@@ -92,7 +98,10 @@ class SynthConfig(StrictConfig):
 
     - ``backend``/``backend_options``: the inpainter and its keyword options;
     - ``fraction``: share of the images that are inpainted;
-    - ``mask_kind``: ``rect`` (seed 001), ``brush`` (free-form strokes inside such a rectangle) or ``mixed``;
+    - ``mask_kind``: ``rect`` (seed 001), ``brush`` (free-form strokes inside such a rectangle), ``object`` (a
+      smooth blob or polygon inside it: the outline of a removed object), ``mixed`` (rect or brush) or ``varied``
+      (rect, brush or object);
+    - ``regions``: ``(lo, hi)``: each inpainted photo gets between ``lo`` and ``hi`` regions (one box row each);
     - ``min_frac``/``max_frac``: bounds of the rectangle's width and height as fractions of the image's;
     - ``size``: output ``(width, height)`` (``None`` keeps the working size); ``resize``: ``cover`` (centre
       crop to the output aspect, then scale), ``stretch`` (scale to ``size``), ``longest`` (scale so the
@@ -105,7 +114,8 @@ class SynthConfig(StrictConfig):
     backend_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     fraction: float = 0.5
-    mask_kind: Literal["rect", "brush", "mixed"] = "rect"
+    mask_kind: Literal["rect", "brush", "object", "mixed", "varied"] = "rect"
+    regions: tuple[int, int] = (1, 1)
     min_frac: float = 0.1
     max_frac: float = 0.5
     size: tuple[int, int] | None = None
@@ -124,8 +134,13 @@ class SynthConfig(StrictConfig):
             raise ConfigError(
                 f"need 0 < min_frac <= max_frac < 1, got min_frac={self.min_frac}, max_frac={self.max_frac}"
             )
-        if self.mask_kind not in ("rect", "brush", "mixed"):
-            raise ConfigError(f"mask_kind must be rect, brush or mixed, got {self.mask_kind!r}")
+        if self.mask_kind not in MASK_KINDS:
+            raise ConfigError(f"mask_kind must be one of {', '.join(MASK_KINDS)}, got {self.mask_kind!r}")
+        if isinstance(self.regions, int) and not isinstance(self.regions, bool):
+            self.regions = (self.regions, self.regions)
+        if len(tuple(self.regions)) != 2 or not 1 <= int(self.regions[0]) <= int(self.regions[1]) <= 8:
+            raise ConfigError(f"regions must be (lo, hi) with 1 <= lo <= hi <= 8, got {self.regions!r}")
+        self.regions = (int(self.regions[0]), int(self.regions[1]))
         if self.resize not in ("cover", "stretch", "longest"):
             raise ConfigError(f"resize must be cover, stretch or longest, got {self.resize!r}")
         if self.format not in ("png", "jpeg"):
@@ -220,6 +235,36 @@ def _brush_strokes(rng: np.random.Generator, rect: tuple, width: int, height: in
     return mask
 
 
+def _object_shape(rng: np.random.Generator, rect: tuple, width: int, height: int) -> np.ndarray:
+    """An object-like outline filling much of ``rect``: a smooth star-shaped blob (a few random Fourier terms on the
+    radius of an ellipse) or a random polygon, optionally with a second lobe (a head, a handle)."""
+    import cv2
+
+    x0, y0, x1, y1 = rect
+    rw, rh = x1 - x0, y1 - y0
+    canvas = np.zeros((rh, rw), np.uint8)
+    cx, cy = rw / 2, rh / 2
+    angles = np.linspace(0, 2 * np.pi, 96, endpoint=False)
+    if rng.random() < 0.6:  # smooth blob
+        radius = np.ones_like(angles)
+        for k in range(2, 6):
+            radius += float(rng.uniform(0, 0.35 / k * 2)) * np.cos(k * angles + float(rng.uniform(0, 2 * np.pi)))
+        radius = np.clip(radius / radius.max(), 0.35, 1.0)
+    else:  # polygon with 5-12 corners at random radii
+        n = int(rng.integers(5, 13))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+        radius = rng.uniform(0.55, 1.0, n)
+    pts = np.stack([cx + radius * (rw / 2 - 1) * np.cos(angles), cy + radius * (rh / 2 - 1) * np.sin(angles)], 1)
+    cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], 255)
+    if rng.random() < 0.35:  # a second, smaller lobe overlapping the first
+        r2 = (max(2, int(rw * rng.uniform(0.15, 0.3))), max(2, int(rh * rng.uniform(0.15, 0.3))))
+        c2 = (int(rng.uniform(r2[0], rw - r2[0])), int(rng.uniform(r2[1], max(r2[1] + 1, rh * 0.4))))
+        cv2.ellipse(canvas, c2, r2, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+    mask = np.zeros((height, width), bool)
+    mask[y0:y1, x0:x1] = canvas > 0
+    return mask
+
+
 def random_mask(
     rng: np.random.Generator,
     width: int,
@@ -229,20 +274,52 @@ def random_mask(
     min_frac: float = 0.1,
     max_frac: float = 0.5,
 ) -> np.ndarray:
-    """A boolean HxW mask (True = to fill): a rectangle, free-form brush strokes, or either (``mixed``)."""
+    """A boolean HxW mask (True = to fill): a rectangle, free-form brush strokes, an object-shaped blob or polygon,
+    or a random one of rect/brush (``mixed``) or of rect/brush/object (``varied``)."""
     if kind == "mixed":
         kind = "rect" if rng.random() < 0.5 else "brush"
+    elif kind == "varied":
+        kind = ("rect", "brush", "object")[int(rng.integers(0, 3))]
     rect = _random_rect(rng, width, height, min_frac, max_frac)
     if kind == "rect":
         mask = np.zeros((height, width), bool)
         mask[rect[1] : rect[3], rect[0] : rect[2]] = True
         return mask
-    if kind == "brush":
-        mask = _brush_strokes(rng, rect, width, height)
+    if kind in ("brush", "object"):
+        mask = _brush_strokes(rng, rect, width, height) if kind == "brush" else _object_shape(rng, rect, width, height)
         if not mask.any():  # cannot happen with brush >= 2 px, but never return an empty "fake"
             mask[rect[1] : rect[3], rect[0] : rect[2]] = True
         return mask
-    raise ConfigError(f"mask kind must be rect, brush or mixed, got {kind!r}")
+    raise ConfigError(f"mask kind must be one of {', '.join(MASK_KINDS)}, got {kind!r}")
+
+
+def random_regions(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    *,
+    kind: str = "rect",
+    min_frac: float = 0.1,
+    max_frac: float = 0.5,
+    count: int = 1,
+) -> list[np.ndarray]:
+    """``count`` region masks (:func:`random_mask` each); a region that would touch an earlier one is redrawn a
+    few times (then kept), so that regions stay separate boxes. Their union is what gets inpainted."""
+    import cv2
+
+    regions: list[np.ndarray] = []
+    taken = np.zeros((height, width), bool)
+    for _ in range(count):
+        for _attempt in range(8):
+            mask = random_mask(rng, width, height, kind=kind, min_frac=min_frac, max_frac=max_frac)
+            grown = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+            if not (grown & taken).any():
+                break
+        if (taken | mask).all():
+            break
+        regions.append(mask)
+        taken |= mask
+    return regions
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -387,7 +464,13 @@ def _process(task: _Task) -> dict[str, Any]:
         row: dict[str, Any] = dict.fromkeys(BOXES_COLUMNS, "")
         row.update(original=original, width=size[0], height=size[1])
         if is_fake:
-            mask = random_mask(rng, w, h, kind=cfg.mask_kind, min_frac=cfg.min_frac, max_frac=cfg.max_frac)
+            count = int(rng.integers(cfg.regions[0], cfg.regions[1] + 1)) if cfg.regions != (1, 1) else 1
+            if count == 1:  # (the draws of a one-region benchmark are those it always had)
+                parts = [random_mask(rng, w, h, kind=cfg.mask_kind, min_frac=cfg.min_frac, max_frac=cfg.max_frac)]
+            else:
+                parts = random_regions(rng, w, h, kind=cfg.mask_kind, min_frac=cfg.min_frac, max_frac=cfg.max_frac,
+                                       count=count)
+            mask = np.logical_or.reduce(parts)
             t0 = time.perf_counter()
             try:
                 work = inpainter.inpaint(work, mask)
@@ -396,17 +479,22 @@ def _process(task: _Task) -> dict[str, Any]:
             inpaint_s += time.perf_counter() - t0
             image = _resize(work, size)
             out_mask = _resize(mask.astype(np.float32), size) > 1e-6
-            x0, y0, x1, y1 = mask_box(out_mask)  # type: ignore[misc]  (a resized non-empty mask is non-empty)
             rel_file, rel_mask = f"Fake/{name}_inpainted{ext}", f"masks/{name}_inpainted_mask.png"
             files.append((rel_mask, _encode_mask(out_mask)))
-            row.update(file=rel_file, label="fake", generator=inpainter.generator, mask=rel_mask,
-                       xmin=x0, ymin=y0, xmax=x1, ymax=y1)
+            row.update(file=rel_file, label="fake", generator=inpainter.generator, mask=rel_mask)
+            region_boxes = [b for b in (mask_box(_resize(p.astype(np.float32), size) > 1e-6) for p in parts) if b]
+            x0, y0, x1, y1 = region_boxes[0]
+            row.update(xmin=x0, ymin=y0, xmax=x1, ymax=y1)
+            # one more row per further region: the folder source reads several rows of a file as several boxes
+            more = [{**row, "xmin": b[0], "ymin": b[1], "xmax": b[2], "ymax": b[3]} for b in region_boxes[1:]]
         else:
             image = _resize(work, size)
             rel_file = f"Real/{name}{ext}"
             row.update(file=rel_file, label="real", generator="natural")
         files.append((rel_file, _encode(np.ascontiguousarray(image), cfg)))
         rows.append(row)
+        if is_fake:
+            rows.extend(more)
     for rel, data in files:
         (out / rel).write_bytes(data)
     return {"index": task.index, "rows": rows, "inpaint_seconds": inpaint_s}
@@ -466,6 +554,7 @@ def make_inpainting_benchmark(
     mask_kind: str = "rect",
     min_frac: float = 0.1,
     max_frac: float = 0.5,
+    regions: int | tuple[int, int] = 1,
     size: int | str | tuple[int, int] | None = None,
     resize: str = "cover",
     format: str = "png",
@@ -488,6 +577,7 @@ def make_inpainting_benchmark(
     cfg = SynthConfig.from_dict(
         dict(backend=backend, backend_options=dict(backend_options or {}), seed=seed, fraction=fraction,
              mask_kind=mask_kind, min_frac=min_frac, max_frac=max_frac, size=_size_pair(size, "size"),
+             regions=(regions, regions) if isinstance(regions, int) else tuple(regions),
              resize=resize, format=format, quality=quality, crops_per_image=crops_per_image,
              crop_size=_size_pair(crop_size, "crop_size"))
     )
@@ -551,7 +641,7 @@ def make_inpainting_benchmark(
         rows.extend(res["rows"])
         report.inpaint_seconds += res["inpaint_seconds"]
     report.n_real = sum(r["label"] == "real" for r in rows)
-    report.n_fake = sum(r["label"] == "fake" for r in rows)
+    report.n_fake = len({r["file"] for r in rows if r["label"] == "fake"})
     with open(output_dir / "boxes.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=BOXES_COLUMNS, lineterminator="\n")
         writer.writeheader()

@@ -158,8 +158,10 @@ def run_predictions(
     """Predict every image of ``dataset`` under every perturbation; return records by perturbation name.
 
     Predicted boxes are mapped back to the unperturbed image's pixels (the frame of the dataset's boxes).
-    Detectors that set ``predicts_masks = True`` and return ``Prediction.extra["mask"]`` (a 2-D array of the
-    image they saw) get pixel metrics against the dataset's ``mask`` column (resized back with nearest).
+    Detectors that set ``predicts_masks = True`` and return ``Prediction.mask`` (or ``extra["mask"]``: a 2-D array of
+    the image they saw) get pixel metrics against the dataset's ``mask`` column: a map predicted on a resized
+    (perturbed) image is resized back to the original with bilinear interpolation (a probability map; nearest for
+    binary masks would shift region edges by up to a pixel of the smaller image).
     """
     want_masks = bool(getattr(detector, "predicts_masks", False))
     if batch_size < 1:
@@ -201,21 +203,30 @@ def run_predictions(
                 rec.true_boxes.append([list(map(float, b)) for b in (batch.get("boxes") or [[]] * n)[i] or []])
                 if want_masks:
                     true_mask = (batch.get("mask") or [None] * n)[i]
-                    rec.true_masks.append(_true_mask(true_mask))
-                    rec.pred_masks.append(_resize_mask(pred.extra.get("mask"), images[i].size))
+                    rec.true_masks.append(_true_mask(true_mask, images[i].size, files[i]))
+                    pred_mask = pred.mask if getattr(pred, "mask", None) is not None else pred.extra.get("mask")
+                    rec.pred_masks.append(_resize_mask(pred_mask, images[i].size))
     return out
 
 
-def _true_mask(mask: Any) -> Any:
-    """The true mask as a bool array, ``None`` where the image has none (reals, fully generated fakes): pixel
-    metrics count only images with a mask."""
+def _true_mask(mask: Any, size: tuple[int, int] | None = None, file: str = "") -> Any:
+    """The true mask as a bool array of the image's ``size`` (width, height), ``None`` where the image has none
+    (reals, fully generated fakes): pixel metrics count only images with a mask. A mask of another size (a source
+    that did not check) is brought to the image with nearest neighbour, and the file is named in a warning."""
     import numpy as np
+    from PIL import Image
 
-    return None if mask is None else np.asarray(mask.convert("L")) >= 128
+    if mask is None:
+        return None
+    if size is not None and mask.size != tuple(size):
+        logger.warning("%s: true mask is %sx%s, image is %sx%s; resizing the mask", file, *mask.size, *size)
+        mask = mask.resize(tuple(size), Image.Resampling.NEAREST)
+    return np.asarray(mask.convert("L")) >= 128
 
 
 def _resize_mask(mask: Any, size: tuple[int, int]) -> Any:
-    """A predicted mask (array in [0, 1]) resized to ``size`` (width, height) with nearest neighbour."""
+    """A predicted mask (array in [0, 1]) resized to ``size`` (width, height), bilinear (a 0/1 mask stays 0/1 away
+    from region edges)."""
     import numpy as np
     from PIL import Image
 
@@ -223,8 +234,8 @@ def _resize_mask(mask: Any, size: tuple[int, int]) -> Any:
         return None
     arr = np.asarray(mask.detach().cpu().numpy() if hasattr(mask, "detach") else mask, dtype=np.float32)
     if arr.shape != (size[1], size[0]):
-        img = Image.fromarray((np.clip(arr, 0, 1) * 255).astype(np.uint8), "L").resize(size, Image.Resampling.NEAREST)
-        arr = np.asarray(img, dtype=np.float32) / 255.0
+        arr = np.asarray(Image.fromarray(np.clip(arr, 0, 1).astype(np.float32), "F").resize(
+            size, Image.Resampling.BILINEAR), dtype=np.float32)
     return arr
 
 

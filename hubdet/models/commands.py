@@ -41,6 +41,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="also score a JPEG q75, a half-size and a blurred copy of each image; a verdict that any copy "
                         "disagrees with becomes 'uncertain' (3 more predictions per image; details under extra "
                         "in --json)")
+    p.add_argument("--save-masks", default=None, metavar="DIR",
+                   help="mask detectors: write each image's inpainting map as DIR/<name>_mask.png (8-bit, original "
+                        "size; 255 = inpainted) and list its regions")
     p.set_defaults(func=_predict)
 
     m = subparsers.add_parser("models", help="registered detectors",
@@ -163,6 +166,12 @@ def _predict(args: argparse.Namespace) -> int:
                     _out(f"hubdet predict: cannot judge: {chunk[i]}: {pred.reason}", err=True)
                 pred.notes = notes[i] + pred.notes
                 results[i] = {"file": chunk[i], **pred.to_dict()}
+                if args.save_masks and pred.mask is not None:
+                    folder = Path(args.save_masks)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    target = folder / f"{Path(chunk[i]).stem}_mask.png"
+                    target.write_bytes(pred.mask_png() or b"")
+                    results[i]["mask_file"] = str(target)
         for row in results:
             if row is not None:
                 emit(row)

@@ -20,7 +20,8 @@ tensor space (un-normalise, resize/crop as the member's config says, re-normalis
 ``predict`` runs each member's own predict path instead (so a box-head member looks at full resolution) and fuses the
 logits. The box comes from the box-capable member (``args.box_member``, default the first one), or with
 ``box_from="most_confident"`` from whichever box-capable member gives the image the highest calibrated logit (two
-inpainting detectors that see different traces each localise what they detect).
+inpainting detectors that see different traces each localise what they detect). An ensemble with a mask-predicting
+member (``args.mask_member``, default the first one) predicts masks too: its map and regions are that member's.
 
 Training: with ``linear`` fusion the trainer's gradient loop works on ``forward`` (members run under ``no_grad``, so
 only the fusion learns); :meth:`EnsembleDetector.fit_head` on member logits (from ``extract_features``, or from
@@ -75,6 +76,7 @@ class EnsembleArgs(StrictConfig):
     weights: list[float] | None = None
     box_member: int | None = None
     box_from: str = "member"  # "member" (args.box_member) | "most_confident" (per image, among box-capable members)
+    mask_member: int | None = None  # the member whose map and regions the ensemble reports (default: the first)
     member_sha256: list[str] | None = None
 
     def validate(self) -> None:
@@ -150,6 +152,7 @@ class EnsembleDetector(Detector):
     family = "ensemble"
     args_class = EnsembleArgs
     supports_boxes = False  # per instance: True when a member predicts boxes
+    predicts_masks = False  # per instance: True when a member predicts masks
     trains_with_gradients = True  # per instance: False for the parameter-free mean/weighted fusions
     args: EnsembleArgs
 
@@ -183,6 +186,14 @@ class EnsembleDetector(Detector):
         self.box_members = box_capable if self.args.box_from == "most_confident" else (
             [self.box_member] if self.box_member is not None else [])
         self.supports_boxes = self.box_member is not None  # type: ignore[misc]
+        mask_capable = [i for i, m in enumerate(members) if getattr(m, "predicts_masks", False)]
+        if self.args.mask_member is not None and self.args.mask_member not in mask_capable:
+            raise ConfigError(f"EnsembleArgs.mask_member {self.args.mask_member} does not predict masks "
+                              f"(mask-capable members: {mask_capable})")
+        self.mask_member: int | None = (
+            self.args.mask_member if self.args.mask_member is not None else (mask_capable[0] if mask_capable else None)
+        )
+        self.predicts_masks = self.mask_member is not None  # type: ignore[misc]
         # a mean/weighted fusion has no parameter: the trainer takes the frozen-feature path (fit_head is a no-op)
         self.trains_with_gradients = self.args.fusion == "linear"  # type: ignore[misc]
 
@@ -295,6 +306,11 @@ class EnsembleDetector(Detector):
                 pre = member.config.preprocess
                 out = member(convert_pixels(pixel_values, self.config.preprocess, pre))
                 columns.append(self._calibrated(i, out.logits.float()))
+                if i == self.mask_member and out.masks is not None:
+                    masks = out.masks.float()[:, None]
+                    if tuple(masks.shape[-2:]) != (height, width):
+                        masks = F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False)
+                    self._last_masks = masks[:, 0]
                 if i in self.box_members and out.boxes is not None:
                     member_box = out.boxes.float()
                     if pre.resize not in ("resize", "none"):  # map through the member's crop
@@ -316,9 +332,11 @@ class EnsembleDetector(Detector):
     def forward(
         self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None
     ) -> DetectorOutput:
+        self._last_masks = None
         member_logits, box, box_scores = self._run_members(pixel_values)
         logits = self.fuse(member_logits)
-        out = DetectorOutput(logits=logits, probs=torch.sigmoid(logits), boxes=box, box_scores=box_scores)
+        out = DetectorOutput(logits=logits, probs=torch.sigmoid(logits), boxes=box, box_scores=box_scores,
+                             masks=self._last_masks)
         if labels is not None:
             target = labels.to(device=logits.device, dtype=logits.dtype).view(-1)
             out.loss = F.binary_cross_entropy_with_logits(logits, target)
@@ -458,6 +476,11 @@ class EnsembleDetector(Detector):
                 pred.box, pred.box_score = member_pred.box, member_pred.box_score
                 if len(self.box_members) > 1:
                     pred.extra["box_from"] = self.members[j].config.name or self.members[j].family
+            if self.mask_member is not None:  # the map (and its regions) of the mask member
+                mask_pred = per_member[self.mask_member][i]
+                pred.mask, pred.regions = mask_pred.mask, mask_pred.regions
+                if "flagged_fraction" in mask_pred.extra:
+                    pred.extra["flagged_fraction"] = mask_pred.extra["flagged_fraction"]
         return preds
 
     # ------------------------------------------------------------------ explanation

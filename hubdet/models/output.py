@@ -15,6 +15,8 @@ class DetectorOutput:
     - ``logits``: ``[B]`` raw (uncalibrated) fake logit; ``probs``: ``[B]`` ``sigmoid(logits)``;
     - ``boxes``: ``[B, 4]`` predicted inpainted region ``[xmin, ymin, xmax, ymax]`` normalised to [0, 1] of the
       input (``None`` for families without a box), ``box_scores``: ``[B]`` confidence of each box;
+    - ``masks``: ``[B, H, W]`` per-pixel probability that the pixel was inpainted, at the input's resolution
+      (``None`` for families without a map);
     - ``loss``: only when labels were given; ``losses``: its named components (detached), for logging.
     """
 
@@ -22,6 +24,7 @@ class DetectorOutput:
     probs: torch.Tensor
     boxes: torch.Tensor | None = None
     box_scores: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -36,9 +39,12 @@ class Prediction:
     """One image's calibrated verdict, as returned by ``Detector.predict``.
 
     ``box`` is in pixels of the ORIGINAL image (``[xmin, ymin, xmax, ymax]``), ``None`` if the detector has no box
-    head or finds no region. An image the detector cannot judge has ``verdict == "cannot_judge"``, ``prob`` and
-    ``logit`` None and the ``reason`` (see :meth:`cannot_judge`); ``notes`` say what the decoder normalised
-    (e.g. "animated image with 3 frames: only the first frame is used").
+    head or finds no region. Mask-predicting detectors also give ``mask`` (``[H, W]`` float32 probability that each
+    pixel of the original image was inpainted) and ``regions`` (one ``{"box", "score", "area_fraction"}`` per
+    connected region of ``mask >= 0.5``, best first; ``box`` is the first one's). ``to_dict`` leaves the map out
+    (see :meth:`mask_png` for a compact encoding). An image the detector cannot judge has
+    ``verdict == "cannot_judge"``, ``prob`` and ``logit`` None, no map and the ``reason`` (see :meth:`cannot_judge`);
+    ``notes`` say what the decoder normalised (e.g. "animated image with 3 frames: only the first frame is used").
     """
 
     prob: float | None
@@ -49,6 +55,8 @@ class Prediction:
     width: int = 0
     height: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    mask: Any = None  # numpy [H, W] float32 in [0, 1], original resolution
+    regions: list[dict[str, Any]] | None = None
     reason: str | None = None  # why there is no verdict (verdict "cannot_judge")
     notes: list[str] = field(default_factory=list)
 
@@ -64,6 +72,19 @@ class Prediction:
         """Whether there is a verdict (False for "cannot judge")."""
         return self.verdict != CANNOT_JUDGE
 
+    def mask_png(self) -> bytes | None:
+        """The map as an 8-bit greyscale PNG (255 = certainly inpainted), ``None`` without a map."""
+        if self.mask is None:
+            return None
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.round(np.clip(self.mask, 0, 1) * 255).astype(np.uint8), "L").save(buf, format="PNG")
+        return buf.getvalue()
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "prob_fake": self.prob,
@@ -73,6 +94,7 @@ class Prediction:
             "box_score": self.box_score,
             "width": self.width,
             "height": self.height,
+            **({"regions": self.regions} if self.regions is not None else {}),
             **({"reason": self.reason} if self.reason is not None else {}),
             **({"notes": list(self.notes)} if self.notes else {}),
             **({"extra": self.extra} if self.extra else {}),

@@ -1,13 +1,17 @@
 """Package the trained default detectors into ``defaults/`` (fp16 safetensors + config.json + model card).
 
-Run after ``prepare_data.py`` and the four trainings (``training/configs/defaults/*.yaml``)::
+Run after ``prepare_data.py``/``prepare_inpaint.py`` and the trainings (``training/configs/defaults/*.yaml``)::
 
     python training/defaults/package.py --runs runs/defaults --out defaults
 
-The ensemble folder holds its three members (``defaults/ensemble/members/{0,1,2}``); ``defaults/classifier``,
-``defaults/boxhead`` and ``defaults/copymove`` are links to them, so each set of weights is stored once. fp16 is
-kept only if it costs no accuracy: the script compares fp32 and fp16 predictions on test images and refuses fp16 if
-a verdict changes or a probability moves by more than ``--max-prob-delta``.
+The members are those of the ensemble's recipe (``training/configs/defaults/ensemble.yaml``: ``model.args.members``,
+each ``runs/defaults/<name>/model``), in its order: adding or replacing a member is an edit of that file plus the
+member's own recipe ``training/configs/defaults/<name>.yaml`` (whose ``data`` section says where its test images
+are, for the fp16 check and the card's pinned revision). The ensemble folder holds the members
+(``defaults/ensemble/members/<i>``); ``defaults/<name>`` are links to them, so each set of weights is stored once.
+``--reuse defaults`` takes a member whose run folder is missing from an earlier package (weights and card as
+shipped). fp16 is kept only if it costs no accuracy: the script compares fp32 and fp16 predictions on test images and
+refuses fp16 if a verdict changes or a probability moves by more than ``--max-prob-delta``.
 """
 
 from __future__ import annotations
@@ -31,8 +35,26 @@ from hubdet.models.cards import render_card
 
 logger = logging.getLogger("package_defaults")
 
-#: The ensemble's members in order, and the prepare_data.py folder holding each one's test split.
-MEMBERS = {"classifier": "classify", "boxhead": "inpaint", "copymove": "inpaint"}
+#: The recipes: the ensemble's (its members, in order) and each member's (``<name>.yaml``: its data).
+RECIPES = Path("training/configs/defaults")
+
+
+def recipe(name: str) -> Any:
+    """The parsed training config ``training/configs/defaults/<name>.yaml``."""
+    from hubdet.training import load_config
+
+    return load_config(RECIPES / f"{name}.yaml", {})
+
+
+def member_names() -> list[str]:
+    """The ensemble's members in order: ``runs/defaults/<name>/model`` -> ``name``."""
+    return [Path(m).parent.name for m in recipe("ensemble").model.args["members"]]
+
+
+def member_data(name: str) -> tuple[Path, str]:
+    """The folder holding a member's held-out images and the split to read (``test``, else ``validation``)."""
+    data = recipe(name).data
+    return Path(data.data_dir), data.test_split or data.validation_split
 
 TRAINED_ON = {
     "classifier": (
@@ -65,9 +87,21 @@ TRAINED_ON = {
         "inpainter, saved as PNG and as JPEG q90 (train 490 images, validation 120). Block size, quantisation and "
         "flat-block threshold were chosen on validation only."
     ),
+    "mask": (
+        "About 490 photos (training split; validation and `fresh` test photos are other near-duplicate groups) of "
+        "the real photos collected in /work/data/extra whose sources are not in ../shared/data (ImageNet samples, "
+        "DreamBooth photos, camera JPEGs, pose-dataset frames, Debian wallpapers and opencv-doc photos), one view each "
+        "with the longer side 640-1024 pixels, made into an inpainting set by `training/defaults/prepare_inpaint.py`: "
+        "half of the views got 1-3 regions (rectangle, brush strokes or object-shaped blobs and polygons, 6-30% of "
+        "each side) filled by one of OpenCV TELEA, NS, xphoto FSR, PatchMatch or hubdet's exemplar (copied patches) "
+        "backend; both classes saved as PNG or JPEG q75/85/95. Trained on 256-pixel crops at native resolution "
+        "(70% of a fake's crops show an inpainted pixel) with pixel BCE + Dice + an image term on the top-1% mean "
+        "of the map. The map bias and the region rule were chosen on validation only "
+        "(`training/defaults/tune_mask.py`)."
+    ),
     "ensemble": "No training of its own: the mean of its members' calibrated logits, then one temperature fitted "
-    "on the joint validation split (classifier, box head and copy-move validation images). The box is that of "
-    "the inpainting member (box head or copy-move) with the higher calibrated logit on the image.",
+    "on the joint validation split (the members' validation images). The box is that of the inpainting member "
+    "(box head, copy-move or mask) chosen by the recipe; the map and its regions are the mask member's.",
 }
 
 HELDOUT = {
@@ -87,7 +121,13 @@ HELDOUT = {
         "validation; the test split was read twice, after the first recipe and after a box rule chosen on "
         "validation (ROC-AUC 0.941 both times)."
     ),
-    "ensemble": "**Test split**: the members' test splits (409 classifier + 64 inpainting images).",
+    "mask": (
+        "**Unseen test split** (64 images): `inpaint_pairs` of the shared sample data: 1024x768 PNG photos with an "
+        "object removed by another project's patch-based tool, and their originals, from other photos; read once, "
+        "after every choice was made on validation. A second test: the `fresh` split of prepare_inpaint.py (the same "
+        "backends on photos never used in training or validation)."
+    ),
+    "ensemble": "**Test split**: the members' test splits (classifier and inpainting images).",
 }
 
 LIMITATIONS = {
@@ -119,6 +159,15 @@ LIMITATIONS = {
         "large flat or repetitive areas (sky, walls, tiles) can hold innocent duplicates.",
         "The box tends to include some of the source patches around the filled region.",
     ],
+    "mask": [
+        "Has never seen learned inpainting (LaMa, DeepFill, diffusion inpainting, generative fill): none of those "
+        "runs offline with redistributable weights here, so their traces are unknown to it and it will often miss "
+        "them. It learned from classical fills (diffusion/Navier-Stokes, FSR, PatchMatch, copied exemplar patches).",
+        "Trained on about 250 inpainted photos on a CPU: a demonstration localiser. A smooth or textureless area "
+        "(sky, walls, blur) can be flagged; re-compression and resizing after the edit weaken the traces.",
+        "The image score is a high quantile of the map, so one small confident region is enough to call an image "
+        "inpainted: read the regions and their confidence, not only the verdict.",
+    ],
     "ensemble": [
         "Inherits the limits of its members; the mean fusion cannot be better than its best member on data that "
         "only one member understands (an inpainted photo is judged mainly by the inpainting members, a generated "
@@ -145,10 +194,11 @@ def card_kwargs(name: str, det: Any, dataset_id: str, split_revision: str,
     }
     val = training.get("validation") or {}
     sections = [
-        ("What it was trained on", TRAINED_ON[name]),
-        ("Held-out evaluation", HELDOUT[name] + heldout_note + "\n\n" + "\n".join(
+        ("What it was trained on", TRAINED_ON.get(name, f"See `training/configs/defaults/{name}.yaml`.")),
+        ("Held-out evaluation", HELDOUT.get(name, "**Test split** of its recipe.") + heldout_note + "\n\n" + "\n".join(
             f"- test {k}: {v:.4f}" for k, v in metrics.items()) + "\n\nValidation (same sources as training): "
-         + ", ".join(f"{k} {val[k]:.4f}" for k in ("roc_auc", "accuracy", "mean_iou") if val.get(k) is not None)),
+         + ", ".join(f"{k} {val[k]:.4f}" for k in ("roc_auc", "accuracy", "mean_iou", "pixel_f1")
+                     if val.get(k) is not None)),
     ]
     return {
         "eval_results": [{"dataset": dataset_id, "dataset_name": f"hubdet defaults {name} test split",
@@ -156,7 +206,7 @@ def card_kwargs(name: str, det: Any, dataset_id: str, split_revision: str,
         "training": table,
         "dataset": {"id": dataset_id, "name": f"prepare_data.py output ({name})", "revision": split_revision},
         "model_name": f"hubdet-default-{name}",
-        "extra_limitations": LIMITATIONS[name],
+        "extra_limitations": LIMITATIONS.get(name, []),
         "extra_sections": sections,
         "license": "apache-2.0",
     }
@@ -179,46 +229,74 @@ def split_digest(data_dir: Path, split: str = "test") -> str:
     csv_name = "boxes.csv" if (data_dir / "boxes.csv").exists() else "labels.csv"
     digest = hashlib.sha256()
     for row in sorted(csv.DictReader((data_dir / csv_name).open()), key=lambda r: r["file"]):
-        if row.get("split") == split:
+        if row.get("split", split) == split:  # a folder without a split column is one split
             digest.update(json.dumps(row, sort_keys=True).encode())
             digest.update(hashlib.sha256((data_dir / row["file"]).read_bytes()).digest())
     return "sha256:" + digest.hexdigest()[:40]
 
 
-def test_images(data_dir: Path, n: int) -> list[Path]:
+def test_images(data_dir: Path, n: int, split: str = "test") -> list[Path]:
     csv_name = "boxes.csv" if (data_dir / "boxes.csv").exists() else "labels.csv"
-    rows = [r for r in csv.DictReader((data_dir / csv_name).open()) if r.get("split") == "test"]
+    rows = [r for r in csv.DictReader((data_dir / csv_name).open()) if r.get("split") == split]
     return [data_dir / r["file"] for r in rows[:n]]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs/defaults"))
-    parser.add_argument("--data", type=Path, default=Path("work_data/defaults"))
     parser.add_argument("--out", type=Path, default=Path("defaults"))
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="an earlier package (e.g. defaults): members without a run folder are taken from it")
     parser.add_argument("--check-images", type=int, default=24)
     parser.add_argument("--boxhead-eval", type=Path, default=None,
                         help="hubdet evaluate result of the shipped box head on its test split (after its region "
                              "rule was tuned on validation); its metrics replace the trainer's in the card")
+    parser.add_argument("--member-eval", action="append", default=[], metavar="NAME=RESULT.json",
+                        help="hubdet evaluate result of a member on its held-out test (repeatable); its metrics "
+                             "replace the trainer's in that member's card")
+    parser.add_argument("--keep-card", action="append", default=[], metavar="NAME",
+                        help="keep this member's card as its run folder has it (a member packaged before, unchanged)")
     parser.add_argument("--max-prob-delta", type=float, default=0.01)
     parser.add_argument("--tile-batch-size", type=int, default=8,
                         help="box head tiles per forward in the shipped config: 8 keeps the app under 2 GB with 8 "
                              "concurrent requests (32: 2.5 GB) and is no slower on a CPU (bench/bench_app.py)")
+    parser.add_argument("--only", default=None, metavar="NAME",
+                        help="package one detector alone into OUT/NAME (a folder of its own; the ensemble and its "
+                             "members are left as they are) from RUNS/NAME/model; the fp16 check reads its "
+                             "recipe's held-out split (or --data-dir/--split)")
+    parser.add_argument("--card-section", action="append", default=[], metavar="TITLE=FILE.md",
+                        help="with --only: one more card section from a Markdown file (e.g. per-dataset and "
+                             "per-generator test tables, a comparison); repeatable")
+    parser.add_argument("--data-dir", type=Path, default=None, help="with --only: the fp16 check's images")
+    parser.add_argument("--split", default=None, help="with --only: the split of --data-dir (default: its recipe's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.only:
+        package_one(args)
+        return
 
+    names = member_names()
+    evals = {"boxhead": args.boxhead_eval} if args.boxhead_eval is not None else {}
+    evals.update({k: Path(v) for k, v in (e.split("=", 1) for e in args.member_eval)})
     ens = hubdet.from_pretrained(args.runs / "ensemble" / "model")
-    if len(ens.members) != len(MEMBERS):
-        raise SystemExit(f"the ensemble run has {len(ens.members)} members; expected {list(MEMBERS)}")
-    members = dict(zip(MEMBERS, ens.members, strict=True))
-    box = members["boxhead"]
-    box.args = box.args.replace(tile_batch_size=args.tile_batch_size)
-    box.config.args = {**box.config.args, "tile_batch_size": args.tile_batch_size}
-    data_dirs = {name: args.data / sub for name, sub in MEMBERS.items()}
+    if len(ens.members) != len(names):
+        raise SystemExit(f"the ensemble run has {len(ens.members)} members; its recipe lists {names}")
+    members = dict(zip(names, ens.members, strict=True))
+    if "boxhead" in members:
+        box = members["boxhead"]
+        box.args = box.args.replace(tile_batch_size=args.tile_batch_size)
+        box.config.args = {**box.config.args, "tile_batch_size": args.tile_batch_size}
+    data = {name: member_data(name) for name in names}
+    held_out = dict(data)  # where each card's held-out numbers come from: a --member-eval result's own data
+    for name, path in evals.items():
+        ds = json.loads(path.read_text())["dataset"]
+        if name in held_out and ds.get("data_dir"):
+            held_out[name] = (Path(ds["data_dir"]), ds.get("split") or "test")
     report: dict[str, Any] = {}
     dtype = torch.float16
     for name, det in members.items():
-        ok, delta = fp16_safe(det, test_images(data_dirs[name], args.check_images), args.max_prob_delta)
+        data_dir, split = data[name]
+        ok, delta = fp16_safe(det, test_images(data_dir, args.check_images, split), args.max_prob_delta)
         report[name] = {"fp16_max_prob_delta": delta, "fp16_ok": ok}
         if not ok:
             dtype = None
@@ -226,34 +304,43 @@ def main(argv: list[str] | None = None) -> None:
 
     # member cards carry their own held-out results
     for name, det in members.items():
-        run_meta = hubdet.from_pretrained(args.runs / name / "model").config.metadata
-        det.config.metadata["training"] = run_meta.get("training", {})
+        run = args.runs / name / "model"
+        if not run.is_dir() and args.reuse is not None:
+            run = args.reuse / name
+        det.config.metadata["training"] = hubdet.from_pretrained(run).config.metadata.get("training", {})
     out = args.out
     ens_dir = out / "ensemble"
-    if ens_dir.exists():
-        shutil.rmtree(ens_dir)
     ens.config.metadata["training"] = hubdet.from_pretrained(args.runs / "ensemble" / "model").config.metadata.get(
         "training", {})
-    revs = {name: split_digest(d) for name, d in data_dirs.items()}
-    joint = "sha256:" + hashlib.sha256((revs["classifier"] + revs["boxhead"]).encode()).hexdigest()[:40]
+    revs = {name: split_digest(*held_out[name]) for name in names}
+    joint = "sha256:" + hashlib.sha256("".join(revs.values()).encode()).hexdigest()[:40]
     stale = out / "probe"  # shipped before the classifier became a probe
     if stale.exists():
         shutil.rmtree(stale)
-    ens.save_pretrained(ens_dir, dtype=dtype, card_kwargs=card_kwargs("ensemble", ens, "hubdet-defaults/joint", joint))
+    staged = Path(tempfile.mkdtemp(prefix="ensemble_", dir=out))  # members may be loaded from the old folder
+    ens.save_pretrained(staged, dtype=dtype, card_kwargs=card_kwargs("ensemble", ens, "hubdet-defaults/joint", joint))
     for i, (name, det) in enumerate(members.items()):
-        folder = ens_dir / "members" / str(i)
-        dataset_id = f"hubdet-defaults/{MEMBERS[name]}"
+        folder = staged / "members" / str(i)
+        dataset_id = f"hubdet-defaults/{held_out[name][0].name}"
         override, note = None, ""
-        if name == "boxhead" and args.boxhead_eval is not None:
-            override = json.loads(args.boxhead_eval.read_text())["metrics"]
-            rule = det.config.metadata.get("region_rule", {})
-            before = det.config.metadata.get("training", {}).get("test", {}).get("mean_iou", float("nan"))
+        if name in evals:
+            override = json.loads(evals[name].read_text())["metrics"]
+            rule = det.config.metadata.get("region_rule") or det.config.metadata.get("map_rule") or {}
+            before = det.config.metadata.get("training", {}).get("test", {}) or {}
             note = (
-                f" Region rule chosen on validation after training ({rule}); the test numbers below are those of the "
-                "shipped rule, measured with `hubdet evaluate` (the trainer's test with the default merge rule gave "
-                f"mean IoU {before:.3f})."
+                f" Post-processing chosen on validation after training ({rule}); the test numbers below are those of "
+                "the shipped checkpoint, measured with `hubdet evaluate`"
+                + (f" (the trainer's test with the default rule gave mean IoU {before['mean_iou']:.3f})."
+                   if before.get("mean_iou") is not None else ".")
             )
+        if name in args.keep_card:
+            shutil.copy(args.runs / name / "model" / "README.md", folder / "README.md")
+            continue
         render_card(det, **card_kwargs(name, det, dataset_id, revs[name], override, note)).save(folder / "README.md")
+    if ens_dir.exists():
+        shutil.rmtree(ens_dir)
+    staged.rename(ens_dir)
+    for i, name in enumerate(names):
         link = out / name
         if link.is_symlink() or link.exists():
             link.unlink() if link.is_symlink() else shutil.rmtree(link)
@@ -263,6 +350,58 @@ def main(argv: list[str] | None = None) -> None:
     report["total_bytes"] = size
     (out / "PACKAGING.json").write_text(json.dumps(report, indent=2) + "\n")
     logger.info("packaged %s (%.1f MB): %s", out, size / 1e6, report)
+
+
+def package_one(args: argparse.Namespace) -> None:
+    """``--only NAME``: RUNS/NAME/model -> OUT/NAME (fp16 if it keeps every verdict, a card with the held-out
+    results of ``--member-eval`` NAME=RESULT.json, repeatable: the first is the card's headline dataset, the others
+    are listed too; the file manifest that every saved checkpoint carries). A link OUT/NAME (a member of the
+    packaged ensemble) is replaced by the folder; the ensemble itself is not touched."""
+    name = args.only
+    run = args.runs / name / "model"
+    det = hubdet.from_pretrained(run)
+    data_dir, split = member_data(name)
+    data_dir = args.data_dir or data_dir
+    split = args.split or split
+    ok, delta = fp16_safe(det, test_images(data_dir, args.check_images, split), args.max_prob_delta)
+    logger.info("fp16 check of %s on %d %s images: max prob delta %.5f -> %s", name, args.check_images, split, delta,
+                "fp16" if ok else "fp32")
+    evals = [(k, Path(v)) for k, v in (e.split("=", 1) for e in args.member_eval) if k == name]
+    override, note, dataset_id, rev = None, "", f"hubdet-defaults/{data_dir.name}", split_digest(data_dir, split)
+    extra_results = []
+    for i, (_, path) in enumerate(evals):
+        result = json.loads(path.read_text())
+        ds = result["dataset"]
+        held_dir, held_split = Path(ds["data_dir"]), ds.get("split") or "test"
+        metrics = {k: result["metrics"][k] for k in metric_names(scored=True) if result["metrics"].get(k) is not None}
+        if i == 0:
+            override, dataset_id, rev = metrics, f"hubdet-defaults/{held_dir.name}", split_digest(held_dir, held_split)
+            rule = det.config.metadata.get("map_rule") or det.config.metadata.get("region_rule") or {}
+            note = (f" Post-processing chosen on validation after training ({rule}); the test numbers below are those "
+                    "of the shipped checkpoint, measured with `hubdet evaluate`.")
+        else:
+            extra_results.append({"dataset": f"hubdet-defaults/{held_dir.name}", "split": held_split,
+                                  "dataset_name": f"hubdet defaults {name} {held_dir.name} test",
+                                  "revision": split_digest(held_dir, held_split), "metrics": metrics})
+    kwargs = card_kwargs(name, det, dataset_id, rev, override, note)
+    kwargs["eval_results"] = kwargs["eval_results"] + extra_results
+    for item in args.card_section:
+        title, file = item.split("=", 1)
+        kwargs["extra_sections"] = [*kwargs["extra_sections"], (title, Path(file).read_text().strip())]
+    out = args.out / name
+    staged = Path(tempfile.mkdtemp(prefix=f"{name}_", dir=args.out))
+    det.save_pretrained(staged, dtype=torch.float16 if ok else None, card_kwargs=kwargs)
+    if out.is_symlink():
+        out.unlink()
+    elif out.exists():
+        shutil.rmtree(out)
+    staged.rename(out)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    report = json.loads((args.out / "PACKAGING.json").read_text()) if (args.out / "PACKAGING.json").exists() else {}
+    report[name] = {"fp16_max_prob_delta": delta, "fp16_ok": ok, "bytes": size, "packaged": "alone (--only)"}
+    report["total_bytes"] = sum(f.stat().st_size for f in {p.resolve() for p in args.out.rglob("*") if p.is_file()})
+    (args.out / "PACKAGING.json").write_text(json.dumps(report, indent=2) + "\n")
+    logger.info("packaged %s (%.2f MB)", out, size / 1e6)
 
 
 if __name__ == "__main__":
