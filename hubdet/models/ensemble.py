@@ -495,7 +495,8 @@ class EnsembleDetector(Detector):
 
         from hubdet.models.explain import explain
 
-        weights = (self.fusion_weights().float().cpu() / torch.tensor(self._temperatures())).tolist()
+        temperatures = torch.tensor([float(m.config.calibration.temperature) for m in self.members])
+        weights = (self.fusion_weights().float().cpu() / temperatures).tolist()
         total, norm = None, 0.0
         for k, (member, weight) in enumerate(zip(self.members, weights, strict=True)):
             if weight <= 0:
