@@ -71,7 +71,7 @@ TRAINED_ON = {
         "numbers); a scikit-learn logistic regression (C = 0.01, balanced classes, standardised features) fitted "
         "once; Platt calibration and a threshold with at most 5% of validation reals called fake, fitted on "
         "validation. Chosen on validation, validation_web (whole web files) and 5-fold cross-validation grouped by "
-        "generator and by generator and real source (never on test / test_web) among the embedding "
+        "generator and by generator and real source (never on test / test_web; training/defaults/select_probe.py) among the embedding "
         "(UniversalFakeDetect), CLS tokens of blocks {4,8,12}, {4,6,8,10,12} and 1-12, mean patch tokens, C in "
         "1e-3..0.1 and LDA: validation ROC-AUC 0.971, validation_web 0.957, grouped CV 0.942 (generators held out) "
         "and 0.839 (generators and real sources held out)."
