@@ -133,6 +133,8 @@ def test_browser_renders_a_comparison(app_url: str, tmp_path: Path) -> None:
     for name in NAMES:
         assert re.search(rf"<h3[^>]*>\s*{name}\s*</h3>", dom), f"no column heading for {name}"
     assert re.search(r"(agree|disagree)", text)
+    # the provenance panel sits above the columns, with what the file itself declares
+    assert "Provenance: " in text and text.index("Provenance: ") < text.index("fake probability")
     # the screenshot is a page, not a blank canvas
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
     assert pixels.shape[1] >= 1000 and pixels.std() > 10.0

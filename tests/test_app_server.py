@@ -151,7 +151,8 @@ def test_batch_endpoint_returns_table_and_csv(client: Any, tmp_path: Path) -> No
     files = [handle_file(str(p)) for p in (good, bad_inputs(tmp_path / "bad")["non_image"], archive)]
     table, csv_file, note = client.predict(files, ["classifier", "boxhead"], api_name="/batch")
     assert table["headers"] == ["file", "detector", "prob_fake", "verdict", "box", "box_score", "inpainted_share",
-                                "regions", "error"]
+                                "regions", "error", "provenance", "provenance_reason", "c2pa_validation",
+                                "digital_source_type", "provenance_generator"]
     rows = [dict(zip(table["headers"], row, strict=True)) for row in table["data"]]
     assert [(r["file"], r["detector"]) for r in rows] == [
         (f, d) for f in ("good.jpg", "notes.jpg", "more.zip/x.jpg", "more.zip/empty.png")

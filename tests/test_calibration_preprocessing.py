@@ -61,9 +61,14 @@ def test_transform_normalises_with_config():
     assert t[0].mean().item() == pytest.approx(1.0) and t[1].mean().item() == pytest.approx(-1.0)
 
 
-def test_center_crop_pads_small_images():
+def test_center_crop_enlarges_small_images_instead_of_padding():
     pre = PreprocessConfig(input_size=(32, 32), resize="center_crop")
-    assert apply_geometry(Image.new("RGB", (10, 10)), pre).size == (32, 32)
+    small = Image.new("RGB", (10, 16), (200, 100, 50))
+    out = apply_geometry(small, pre)
+    assert out.size == (32, 32)
+    assert min(out.getextrema()[0]) == 200  # no black border: the image was enlarged, not padded
+    # the box mapping follows the enlargement: the whole small image maps onto the whole crop's width
+    assert box_to_input([0, 0, 10, 16], pre, 10, 16)[0::2] == pytest.approx([0.0, 1.0])
 
 
 @pytest.mark.parametrize("policy", ["resize", "shorter_crop", "center_crop"])
@@ -83,7 +88,8 @@ def test_map_to_original_follows_the_box_geometry(policy):
     assert outside.max() == 0.0
 
 
-def test_map_to_original_pads_with_zeros_where_the_input_is_larger():
+def test_map_to_original_of_an_enlarged_small_image():
     pre = PreprocessConfig(input_size=(32, 32), resize="center_crop")
-    out = map_to_original(np.ones((32, 32), np.float32), pre, 10, 20)  # the crop is padded around the image
-    assert out.shape == (20, 10) and out.min() == 1.0
+    out = map_to_original(np.ones((32, 32), np.float32), pre, 10, 20)  # enlarged x3.2, the middle half is cropped
+    assert out.shape == (20, 10)
+    assert out[5:15].min() == 1.0 and out[:5].max() == 0.0 and out[15:].max() == 0.0

@@ -118,8 +118,9 @@ def test_tampered_checkpoint_renamed_tensor(name, tmp_path):
 @pytest.mark.parametrize("name", TINY)
 def test_tampered_checkpoint_changed_shape(name, tmp_path):
     state = _save(name, tmp_path)
-    key = next(k for k in sorted(state) if state[k].ndim >= 1 and state[k].numel() > 1)
-    state[key] = state[key].flatten()[:-1].clone()
+    key = next((k for k in sorted(state) if state[k].ndim >= 1 and state[k].numel() > 1), sorted(state)[0])
+    # drop an element (or, for a checkpoint of scalars only - a probe whose backbone loads by name - add one)
+    state[key] = state[key].flatten()[:-1].clone() if state[key].numel() > 1 else state[key].flatten().repeat(2)
     save_file(state, str(tmp_path / WEIGHTS_NAME))
     _refused_by_manifest(tmp_path)
     with pytest.raises(CheckpointError, match="shape") as err:
@@ -134,7 +135,9 @@ def test_flipped_weight_bytes_are_refused_unless_verify_is_off(name, tmp_path):
     _save(name, tmp_path)
     det = from_pretrained(tmp_path)
     assert det.provenance.verified and WEIGHTS_NAME in det.provenance.files
-    assert det.provenance.sha256 == weights_sha256(det.provenance.files, det.component_sha256())
+    # frozen backbones loaded by name (external_weights) and ensemble members count as state
+    parts = {**det.config.external_weights, **det.component_sha256()}
+    assert det.provenance.sha256 == weights_sha256(det.provenance.files, parts)
     data = bytearray((tmp_path / WEIGHTS_NAME).read_bytes())
     start = 8 + int.from_bytes(data[:8], "little")  # the tensor data follows the JSON header
     for pos in range(len(data) - 1, max(start, len(data) - 64) - 1, -4):

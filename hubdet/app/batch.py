@@ -1,7 +1,9 @@
 """Batch: every uploaded file (and every file inside uploaded zips) scored by every chosen detector, as rows.
 
 Files are expanded and limited by :mod:`hubdet.app.uploads`; predictions come from
-:func:`hubdet.models.predict.predict_many` in chunks (an ensemble reuses the predictions of its members run beside it).
+:func:`hubdet.models.predict.predict_many` in chunks (an ensemble reuses the predictions of its members run beside it);
+each file's provenance (read once from its original bytes by :mod:`hubdet.app.provenance`) fills the provenance
+columns of its rows, beside the verdicts.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from PIL import Image
 
 from hubdet._core.errors import BadImageError, UnsupportedImageError
 from hubdet.app.pool import AppInputError, DetectorPool
+from hubdet.app.provenance import PROVENANCE_COLUMNS, provenance_columns, read_provenance
 from hubdet.app.uploads import BatchLimits, decode_upload, expand_uploads
 from hubdet.models.output import CANNOT_JUDGE
 
-BATCH_COLUMNS = ["file", "detector", "prob_fake", "verdict", "box", "box_score", "inpainted_share", "regions", "error"]
+BATCH_COLUMNS = ["file", "detector", "prob_fake", "verdict", "box", "box_score", "inpainted_share", "regions", "error",
+                 *PROVENANCE_COLUMNS]
 
 
 def _box_text(box: Sequence[float] | None) -> str:
@@ -35,8 +39,10 @@ def _error_rows(label: str, error: str, detectors: Sequence[str], verdict: str |
 def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: Sequence[str] | None, *,
           limits: BatchLimits = BatchLimits(), chunk: int = 8, max_pixels: int | None = None,
           max_file_bytes: int | None = None) -> list[dict[str, Any]]:
-    """Rows ``file, detector, prob_fake, verdict, box, box_score, inpainted_share, regions, error`` for every file x
-    detector (``inpainted_share``: the share of the image a mask detector flags; ``regions``: how many regions).
+    """Rows ``file, detector, prob_fake, verdict, box, box_score, inpainted_share, regions, error`` and the provenance
+    columns for every file x detector (``inpainted_share``: the share of the image a mask detector flags; ``regions``:
+    how many regions; :data:`~hubdet.app.provenance.PROVENANCE_COLUMNS`: conclusion, reason, C2PA validation, digital
+    source type, generator metadata of the file's original bytes; empty for files refused unread).
 
     Bad files, files over ``max_file_bytes`` or ``max_pixels`` and refused archives become rows with their error
     (one per detector); an image a detector cannot judge gets verdict ``cannot_judge`` and the reason in ``error``.
@@ -52,6 +58,7 @@ def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: 
         pool.check_name(name)
     rows: list[dict[str, Any]] = []
     pending: list[tuple[str, Image.Image]] = []
+    evidence: dict[str, dict[str, str]] = {}  # file -> its provenance cells
     loaded: tuple[dict[str, Any], dict[str, str]] | None = None
 
     def flush() -> None:
@@ -62,12 +69,17 @@ def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: 
         rows.extend(_score(pool, *loaded, pending, chosen))
         pending.clear()
 
+    def with_evidence(new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        empty = dict.fromkeys(PROVENANCE_COLUMNS, "")
+        return [{**row, **evidence.get(row["file"], empty)} for row in new]
+
     for label, source, error in expand_uploads(paths, limits):
         size = len(source) if isinstance(source, bytes) else _file_size(source)
         if error is None and max_file_bytes is not None and size > max_file_bytes:
             error = f"the file is {size / 2**20:.1f} MiB, over this app's limit of {max_file_bytes / 2**20:.0f} MiB"
         unjudged = False
         if error is None:
+            evidence[label] = provenance_columns(read_provenance(source, name=label).to_dict())
             try:
                 pending.append((label, decode_upload(source, name=label, max_pixels=max_pixels).image))
             except BadImageError as exc:
@@ -79,7 +91,7 @@ def batch(pool: DetectorPool, paths: Sequence[str | os.PathLike] | None, names: 
         elif len(pending) >= chunk:
             flush()
     flush()
-    return rows
+    return with_evidence(rows)
 
 
 def _score(pool: DetectorPool, detectors: dict[str, Any], failures: dict[str, str],

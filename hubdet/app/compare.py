@@ -2,7 +2,8 @@
 
 Predictions come from :func:`hubdet.models.predict.predict_many` (an ensemble reuses the predictions of its members
 compared beside it); explanations from :func:`hubdet.models.explain.explain`; pictures from
-:mod:`hubdet.app.rendering`.
+:mod:`hubdet.app.rendering`; the provenance record of the uploaded bytes from :mod:`hubdet.app.provenance` (shown
+beside the verdicts, never changing them).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from hubdet._core.errors import UnsupportedImageError
+from hubdet._core.errors import BadImageError, UnsupportedImageError
 from hubdet.app.pool import DetectorPool
+from hubdet.app.provenance import pixel_conflict, read_provenance
 from hubdet.app.rendering import display_copy, draw_box, overlay_heatmap, overlay_mask
 from hubdet.app.uploads import decode_upload
 from hubdet.models.output import CANNOT_JUDGE
@@ -46,6 +48,7 @@ class DetectorResult:
     error: str | None = None
     reason: str | None = None  # why the detector cannot judge the image (verdict "cannot_judge", prob None)
     shared_members: dict[str, str] = field(default_factory=dict)  # ensemble member -> detector it reused
+    stability: dict[str, Any] | None = None  # with the stability check: the degraded copies' answers
     box_image: Image.Image | None = None
     heatmap_image: Image.Image | None = None
     mask_image: Image.Image | None = None
@@ -59,43 +62,57 @@ class DetectorResult:
             "explanation_seconds": self.explanation_seconds, "error": self.error,
             **({"reason": self.reason} if self.reason is not None else {}),
             "shared_members": dict(self.shared_members),
+            **({"stability": self.stability} if self.stability is not None else {}),
         }
 
 
 @dataclass
 class Comparison:
-    """A side-by-side comparison of one image."""
+    """A side-by-side comparison of one image, and the provenance record of the uploaded file."""
 
     image: dict[str, Any]
     results: list[DetectorResult]
     summary: dict[str, Any]
     preview: Image.Image | None = None
+    provenance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": True, "error": None, "image": self.image, "results": [r.to_dict() for r in self.results],
-                "summary": self.summary}
+                "summary": self.summary, "provenance": self.provenance}
 
 
 def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names: Sequence[str] | None, *,
-            explain_it: bool = True, name: str | None = None, max_pixels: int | None = None) -> Comparison:
+            explain_it: bool = True, name: str | None = None, max_pixels: int | None = None,
+            stability: bool = False) -> Comparison:
     """Run the chosen detectors on one upload (at most ``max_pixels`` pixels; default: the decoder's limit).
+    ``stability=True``: each detector also scores degraded copies (JPEG 75, half size, blur) and a verdict that a
+    copy disagrees with becomes ``uncertain`` (:meth:`hubdet.models.base.Detector.predict`; 4x the time).
 
     A detector that cannot judge the image answers ``verdict == "cannot_judge"`` with its ``reason`` (no
-    probability, no pictures). Raises :class:`BadImageError` or :class:`AppInputError`."""
+    probability, no pictures). ``provenance`` is read from the uploaded bytes (never from the decoded image) and
+    never raises; ``summary["provenance_conflict"]`` says when it and every detector disagree. Raises
+    :class:`BadImageError` or :class:`AppInputError`."""
     from hubdet.models.predict import predict_many
 
     chosen = pool.check_selection(names)
+    uploaded = source is not None and not (isinstance(source, str) and not source.strip())
+    record = read_provenance(source, name=name).to_dict() if uploaded else None
     try:
         decoded = decode_upload(source, name=name, max_pixels=max_pixels)
     except UnsupportedImageError as exc:  # readable, but no detector can judge samples of unknown meaning
         unjudged = [DetectorResult(detector=n, verdict=CANNOT_JUDGE, reason=exc.reason) for n in chosen]
         image = {"file": exc.path, "width": None, "height": None, "format": None, "mode": None, "frames": None,
                  "notes": []}
-        return Comparison(image=image, results=unjudged, summary=agreement_summary(unjudged))
+        return Comparison(image=image, results=unjudged, summary=agreement_summary(unjudged, record),
+                          provenance=record)
+    except BadImageError as exc:  # no comparison, but what the file's metadata says still reaches the caller
+        if record is not None:
+            exc.provenance = record  # type: ignore[attr-defined]
+        raise
     shown, scale = display_copy(decoded.image)
     detectors, failures = pool.load(chosen)
     runs = predict_many(detectors, [decoded.image], digests={n: pool.weights_sha256(n) for n in detectors},
-                        locks={n: pool.lock(n) for n in detectors})
+                        locks={n: pool.lock(n) for n in detectors}, stability=stability)
     results = {n: DetectorResult(detector=n, error=failures.get(n)) for n in chosen}
     for n in detectors:
         _fill(results[n], detectors[n], runs[n], decoded.name)
@@ -107,7 +124,8 @@ def compare(pool: DetectorPool, source: str | os.PathLike | bytes | None, names:
                 _pictures(result, detectors[n], decoded.image, shown, scale, explain_it=explain_it,
                           heatmaps=heatmaps, shared=runs[n].shared_members, prediction=runs[n].predictions[0])
     ordered = [results[n] for n in chosen]
-    return Comparison(image=decoded.info(), results=ordered, summary=agreement_summary(ordered), preview=shown)
+    return Comparison(image=decoded.info(), results=ordered, summary=agreement_summary(ordered, record),
+                      preview=shown, provenance=record)
 
 
 def _fill(result: DetectorResult, detector: Any, run: Any, file: str) -> None:
@@ -125,6 +143,7 @@ def _fill(result: DetectorResult, detector: Any, run: Any, file: str) -> None:
         result.reason = pred.reason
         return
     result.prob_fake = float(pred.prob)
+    result.stability = pred.extra.get("stability")
     result.box = [round(float(v), 1) for v in pred.box] if pred.box is not None else None
     result.box_score = float(pred.box_score) if pred.box_score is not None else None
     result.predicts_masks = bool(getattr(detector, "predicts_masks", False)) and pred.mask is not None
@@ -187,8 +206,9 @@ def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(box_iou(ta, tb)[0, 0])
 
 
-def agreement_summary(results: Sequence[DetectorResult]) -> dict[str, Any]:
-    """Where the detectors agree and disagree: verdict groups, probability spread, pairwise box IoU."""
+def agreement_summary(results: Sequence[DetectorResult], provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where the detectors agree and disagree: verdict groups, probability spread, pairwise box IoU; with the
+    upload's ``provenance`` record, its conclusion and the note when it and every detector disagree."""
     ok = [r for r in results if r.error is None and r.prob_fake is not None]
     groups: dict[str, list[str]] = {}
     for r in ok:
@@ -214,6 +234,8 @@ def agreement_summary(results: Sequence[DetectorResult]) -> dict[str, Any]:
         "pairs": pairs,
         "errors": {r.detector: r.error for r in results if r.error},
         "cannot_judge": unjudged,
+        "provenance": provenance.get("conclusion") if provenance else None,
+        "provenance_conflict": pixel_conflict(provenance, [r.to_dict() for r in results]) if provenance else None,
     }
     summary["text"] = summary_markdown(summary)
     return summary

@@ -25,6 +25,7 @@ from hubdet.app.config import DetectorSpec, load_detector_specs, results_dir
 from hubdet.app.examples import ensure_examples
 from hubdet.app.limits import HEAVY, AppLimits, RateLimiter, check_upload_size, client_key, release_memory
 from hubdet.app.pool import MAX_SIDES, MIN_SIDES, AppInputError, DetectorPool
+from hubdet.app.provenance import panel_markdown
 from hubdet.app.uploads import BatchLimits
 
 logger = logging.getLogger(__name__)
@@ -93,20 +94,22 @@ class _Guard:
 
 # ---------------------------------------------------------------------------------------------------- Compare
 def _run_compare(pool: DetectorPool, guard: _Guard, request: Any, file: Any, chosen: list[str] | None,
-                 explain_it: bool | None) -> tuple[Comparison | None, str]:
-    """The comparison, or None and the reason it was refused (every refusal is a message, never an exception)."""
+                 explain_it: bool | None, stability: bool | None = False
+                 ) -> tuple[Comparison | None, str, dict[str, Any] | None]:
+    """The comparison, or None, the reason it was refused and the upload's provenance record when it was read (every
+    refusal is a message, never an exception)."""
     path = _file_path(file)
     try:
         guard.admit(request, [path])
         return compare(pool, path, chosen, explain_it=bool(explain_it), name=_display_name(path),
-                       max_pixels=guard.limits.max_pixels), ""
+                       max_pixels=guard.limits.max_pixels, stability=bool(stability)), "", None
     except BadImageError as exc:
-        return None, f"Cannot analyse `{exc.path}`: {exc.reason}."
+        return None, f"Cannot analyse `{exc.path}`: {exc.reason}.", getattr(exc, "provenance", None)
     except AppInputError as exc:
-        return None, str(exc)
+        return None, str(exc), None
     except Exception as exc:  # a bug must still reach the caller as a reason, not Gradio's generic error
         logger.exception("compare failed")
-        return None, f"internal error: {type(exc).__name__}: {exc}"
+        return None, f"internal error: {type(exc).__name__}: {exc}", None
     finally:
         release_memory()
 
@@ -125,31 +128,36 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
 
     ``/compare(file, chosen=<the first four detectors>, explain_it=False)``: omitted or ``null`` arguments take
     these defaults (explanations only when asked); every refusal comes back as ``{"ok": false, "error": reason}``.
+    The payload's ``provenance`` is the upload's :class:`~hubdet.provenance.Provenance` record (also with a refusal
+    when the file was read); the Provenance panel above the detector columns shows it beside their verdicts.
     """
     names = pool.names()
     default_choice = names[:MAX_SIDES]
 
     def api_compare(file: Any, chosen: list[str] | None = None, explain_it: bool | None = False,
-                    request: gr.Request = None) -> dict[str, Any]:
+                    stability: bool | None = False, request: gr.Request = None) -> dict[str, Any]:
         """Run the chosen detectors (default: the first four offered) on one image file; explanation heatmaps only
-        with ``explain_it=True``. Returns per-detector JSON, or ``ok: false`` and the reason."""
-        comparison, error = _run_compare(pool, guard, request, file, default_choice if chosen is None else chosen,
-                                         bool(explain_it))
-        return comparison.to_dict() if comparison is not None else _error_payload(error)
+        with ``explain_it=True``; ``stability=True`` also scores degraded copies (a verdict a copy disagrees with
+        becomes "uncertain"). Returns per-detector JSON, or ``ok: false`` and the reason."""
+        comparison, error, record = _run_compare(pool, guard, request, file,
+                                                 default_choice if chosen is None else chosen, bool(explain_it),
+                                                 bool(stability))
+        return comparison.to_dict() if comparison is not None else _error_payload(error, record)
 
-    def ui_compare(file: Any, chosen: list[str] | None, explain_it: bool,
-                   request: gr.Request = None) -> tuple[Any, Any, str, dict[str, Any]]:
-        comparison, error = _run_compare(pool, guard, request, file, chosen, explain_it)
+    def ui_compare(file: Any, chosen: list[str] | None, explain_it: bool, stability: bool = False,
+                   request: gr.Request = None) -> tuple[Any, Any, str, str, dict[str, Any]]:
+        comparison, error, record = _run_compare(pool, guard, request, file, chosen, explain_it, stability)
         if comparison is None:
             gr.Warning(error)
-            return None, None, f"**{error}**", _error_payload(error)
+            return None, None, f"**{error}**", panel_markdown(record), _error_payload(error, record)
         notes = "".join(f"\n\n_{n}_" for n in comparison.image["notes"])
         state = {
             "image": comparison.image,
             "results": [{**r.to_dict(), "box_image": r.box_image, "heatmap_image": r.heatmap_image,
                          "mask_image": r.mask_image} for r in comparison.results],
         }
-        return state, comparison.preview, comparison.summary["text"] + notes, comparison.to_dict()
+        panel = panel_markdown(comparison.provenance, comparison.summary.get("provenance_conflict"))
+        return state, comparison.preview, comparison.summary["text"] + notes, panel, comparison.to_dict()
 
     def ui_add_detector(text: str, chosen: list[str] | None) -> tuple[Any, str]:
         """Add a Hub repo by id (loaded once, cached in the pool) and tick it in the chooser."""
@@ -167,18 +175,19 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
         except AppInputError as exc:
             return {"ok": False, "name": None, "error": str(exc), "detectors": pool.names()}
 
-    def load_example(request: gr.Request) -> tuple[Any, Any, Any, str, dict[str, Any]]:
+    def load_example(request: gr.Request) -> tuple[Any, Any, Any, str, str, dict[str, Any]]:
         """``?example=N`` in the page URL runs example N on load (links and the browser test use it)."""
         raw = request.query_params.get("example") if request is not None else None
         if raw is None or not example_paths:
-            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
         try:
             path = example_paths[int(raw) % len(example_paths)]
         except ValueError:
-            return gr.update(), gr.update(), gr.update(), f"**?example={raw}: expected a number**", gr.update()
-        state, preview, text, payload = ui_compare(path, default_choice, True, request)
+            return (gr.update(), gr.update(), gr.update(), f"**?example={raw}: expected a number**", gr.update(),
+                    gr.update())
+        state, preview, text, panel, payload = ui_compare(path, default_choice, True, False, request)
         servable = any(Path(path).resolve().is_relative_to(Path(d).resolve()) for d in (tempfile.gettempdir(), "."))
-        return (path if servable else gr.update()), state, preview, text, payload
+        return (path if servable else gr.update()), state, preview, text, panel, payload
 
     heavy = {"concurrency_id": HEAVY, "concurrency_limit": guard.limits.heavy_jobs}
     state = gr.State(None)  # this session's last comparison
@@ -196,6 +205,8 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
                     add_btn = gr.Button("Add", scale=1, elem_id="hubdet-add")
                 add_note = gr.Markdown(elem_id="hubdet-add-note")
                 explain_box = gr.Checkbox(value=True, label="Explanation heatmaps")
+                stability_box = gr.Checkbox(value=False, label="Stability check (JPEG, half size, blur; 4x slower)",
+                                            elem_id="hubdet-stability")
                 mask_toggle = gr.Checkbox(value=True, label="Show inpainting masks (detectors that draw one)",
                                           elem_id="hubdet-mask-toggle")
                 compare_btn = gr.Button("Compare", variant="primary", elem_id="hubdet-compare")
@@ -204,6 +215,9 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
             with gr.Column(scale=2):
                 preview = gr.Image(label="Decoded image", type="pil", interactive=False, height=320)
                 summary = gr.Markdown(elem_id="hubdet-summary")
+        # what the file itself declares (C2PA, IPTC source type, generator metadata), above the pixel verdicts
+        with gr.Group():
+            provenance_panel = gr.Markdown(elem_id="hubdet-provenance", padding=True)
 
         @gr.render(inputs=[state, mask_toggle])
         def render_columns(current: dict[str, Any] | None, show_masks: bool = True) -> None:
@@ -216,18 +230,21 @@ def compare_tab(demo: gr.Blocks, pool: DetectorPool, example_paths: Sequence[str
 
         with gr.Accordion("Raw results (JSON)", open=False):
             raw = gr.JSON(label="comparison")
-        compare_btn.click(ui_compare, [upload, chooser, explain_box], [state, preview, summary, raw],
+        compare_btn.click(ui_compare, [upload, chooser, explain_box, stability_box],
+                          [state, preview, summary, provenance_panel, raw],
                           api_visibility="private", **heavy)
         # the API's own inputs: their values are the documented defaults a client gets when it leaves them out
         api_file = gr.File(visible=False, type="filepath")
         api_chosen = _optional_choice(gr.CheckboxGroup(choices=names, value=default_choice, visible=False))
         api_explain = gr.Checkbox(value=False, visible=False)
+        api_stability = gr.Checkbox(value=False, visible=False)
         api_btn = gr.Button(visible=False)
-        api_btn.click(api_compare, [api_file, api_chosen, api_explain], [raw], api_name="compare",
+        api_btn.click(api_compare, [api_file, api_chosen, api_explain, api_stability], [raw], api_name="compare",
                       api_description="Run the chosen detectors (default: the first four) on one image file; "
-                                      "heatmaps only with explain_it=True. Returns per-detector JSON, or ok=false "
-                                      "and the reason.", **heavy)
-        demo.load(load_example, None, [upload, state, preview, summary, raw], api_visibility="private", **heavy)
+                                      "heatmaps only with explain_it=True; stability=True also scores degraded "
+                                      "copies. Returns per-detector JSON, or ok=false and the reason.", **heavy)
+        demo.load(load_example, None, [upload, state, preview, summary, provenance_panel, raw],
+                  api_visibility="private", **heavy)
         add_btn.click(ui_add_detector, [hub_box, chooser], [chooser, add_note], api_visibility="private", **heavy)
     gr.api(api_add_detector, api_name="add_detector", **heavy)
 
@@ -258,6 +275,12 @@ def _column_markdown(res: dict[str, Any]) -> str:
         return f"{head}\n\n**cannot judge** this image: {res.get('reason') or 'no reason given'}"
     lines = [head, f"verdict: **{str(res['verdict']).upper()}**", f"fake probability: **{res['prob_fake']:.3f}**",
              f"time: {1000 * float(res['seconds']):.0f} ms"]
+    stab = res.get("stability")
+    if stab:
+        copies = ", ".join(f"{name} {c['verdict']} ({c['prob_fake']:.2f})" for name, c in stab["checks"].items()
+                           if c.get("prob_fake") is not None)
+        lines.append(("stable: every degraded copy agrees" if stab["stable"] else
+                      f"**unstable**: was {stab['original_verdict']}, a degraded copy disagrees") + f" ({copies})")
     if res.get("shared_members"):
         shared = ", ".join(f"{member} from {src}" for member, src in res["shared_members"].items())
         lines.append(f"shared member predictions: {shared} (not run again; the time is the fusion plus the members "
@@ -414,5 +437,5 @@ def _display_name(path: str | None) -> str | None:
     return Path(path).name if path else None
 
 
-def _error_payload(message: str) -> dict[str, Any]:
-    return {"ok": False, "error": message, "image": None, "results": [], "summary": None}
+def _error_payload(message: str, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"ok": False, "error": message, "image": None, "results": [], "summary": None, "provenance": provenance}

@@ -13,7 +13,9 @@ A result file holds one result object or a JSON list of them. Layout (``PROTOCOL
      "per_source": {source: {...}},
      "perturbations": {name: {"spec": {...}, "metrics": {...}, "drop": {...}}},
      "timing": {"seconds", "images_per_second", "n_forward", "batch_size", "device", "num_processes"},
-     "cannot_judge": {perturbation: {"count", "files": [{"file", "reason"}]}}}  # only when some image was not judged
+     "cannot_judge": {perturbation: {"count", "files": [{"file", "reason"}]}},  # only when some image was not judged
+     "provenance": {"checked", "with_claim", "per_conclusion", "per_class", "provenance_shortcut", ...} | null}
+                                            # what the files declare (hubdet.eval.provenance_audit); null: not checked
 
 Pinning: a result is *pinned* when the model is identified by its weights (``weights_sha256``), plus a
 40-hex commit ``revision`` when it came from the Hub, and is not a random init; and the dataset has a
@@ -126,6 +128,26 @@ class PerturbationResult(StrictConfig):
 
 
 @dataclasses.dataclass
+class ProvenanceSection(StrictConfig):
+    """What the evaluated files declare about themselves (:func:`hubdet.eval.provenance_audit.audit_dataset`)."""
+
+    checked: int
+    skipped: int = 0
+    skip_reason: str | None = None
+    with_claim: int = 0
+    per_conclusion: dict[str, Any] = dataclasses.field(default_factory=dict)
+    per_class: dict[str, Any] = dataclasses.field(default_factory=dict)
+    fake_tell_share: float | None = None
+    real_tell_share: float | None = None
+    provenance_shortcut: bool = False
+    shortcut_rule: str = ""
+    seconds: float = 0.0
+    ms_per_image: float | None = None
+    files: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    files_omitted: int = 0
+
+
+@dataclasses.dataclass
 class EvalResult(StrictConfig):
     """One evaluation; :meth:`from_dict` validates strictly (unknown keys, types, protocol version)."""
 
@@ -143,6 +165,7 @@ class EvalResult(StrictConfig):
     per_source: dict[str, Any] = dataclasses.field(default_factory=dict)
     perturbations: dict[str, PerturbationResult] = dataclasses.field(default_factory=dict)
     cannot_judge: dict[str, Any] = dataclasses.field(default_factory=dict)  # perturbation -> {count, files}
+    provenance: ProvenanceSection | None = None  # what the files declare; None: not checked (older results too)
 
     def validate(self) -> None:
         if self.schema != SCHEMA_NAME:

@@ -325,9 +325,11 @@ def build_result(
     num_processes: int = 1,
     suite: Mapping[str, str] | None = None,
     primary_metric: str = DEFAULT_PRIMARY,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble (and validate, without the pinning rule) the JSON result of one evaluation: the metric table's
-    metrics of ``kinds`` (see :func:`hubdet.eval.metric_table.model_kinds`) at the model's calibrated threshold."""
+    metrics of ``kinds`` (see :func:`hubdet.eval.metric_table.model_kinds`) at the model's calibrated threshold, and
+    the data set's ``provenance`` section (:func:`hubdet.eval.provenance_audit.audit_dataset`) when given."""
     from hubdet import __version__
 
     clean_name = perturbations[0].name
@@ -378,6 +380,7 @@ def build_result(
     if unjudged:  # images the detector cannot judge (too small, extreme aspect ratio...): counted, not scored
         result["cannot_judge"] = {name: {"count": len(rows), "files": [{"file": f, "reason": r} for f, r in rows[:50]]}
                                   for name, rows in unjudged.items()}
+    result["provenance"] = dict(provenance) if provenance is not None else None
     validate_result(result, where=f"result of {model.id} on {dataset.name}", require_pinned=False)
     return result
 
@@ -393,18 +396,22 @@ def evaluate_detector(
     suite: Mapping[str, str] | None = None,
     primary_metric: str = DEFAULT_PRIMARY,
     plots_dir: str | os.PathLike[str] | None = None,
+    provenance: bool | Mapping[str, Any] = True,
 ) -> dict[str, Any]:
-    """Evaluate a loaded detector on a loaded dataset; see :func:`evaluate`."""
+    """Evaluate a loaded detector on a loaded dataset; see :func:`evaluate`. ``provenance``: True audits what the
+    files declare (:func:`hubdet.eval.provenance_audit.audit_dataset`, headers only), False skips it, a section
+    already computed for this dataset is reused (several models on one dataset)."""
     perts = resolve_perturbations(perturbations)
     accelerator = _distributed()
     detector.eval()
+    section = provenance_section(dataset, dataset_info) if provenance is True else (provenance or None)
     records = predict_records(detector, dataset, perts, batch_size=batch_size, accelerator=accelerator)
     device = accelerator.device if accelerator is not None else detector.device
     num_processes = accelerator.num_processes if accelerator is not None else 1
     result = build_result(
         records, perts, model=model, dataset=dataset_info, kinds=model_kinds(detector),
         batch_size=batch_size, device=str(device), num_processes=num_processes, suite=suite,
-        primary_metric=primary_metric,
+        primary_metric=primary_metric, provenance=section,
     )
     if plots_dir is not None and (accelerator is None or accelerator.is_main_process):
         from hubdet.eval.plots import write_plots
@@ -412,6 +419,14 @@ def evaluate_detector(
         clean = records[perts[0].name]
         write_plots(clean.labels, clean.probs, plots_dir, prefix=plot_prefix(result), threshold=model.threshold)
     return result
+
+
+def provenance_section(dataset: Any, dataset_info: DatasetInfo) -> dict[str, Any]:
+    """The result's ``provenance`` section for ``dataset`` (every item, whatever the process: it reads headers only;
+    re-encoded data sets are audited on their original files under ``dataset_info.data_dir``)."""
+    from hubdet.eval.provenance_audit import audit_dataset
+
+    return audit_dataset(dataset, data_dir=dataset_info.data_dir)
 
 
 def plot_prefix(result: Mapping[str, Any]) -> str:
@@ -445,6 +460,7 @@ def evaluate(
     source_options: Mapping[str, Any] | None = None,
     reencode: Mapping[str, Any] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    provenance: bool = True,
 ) -> dict[str, Any]:
     """Evaluate one detector on one source/split and return the versioned JSON result (a dict).
 
@@ -454,7 +470,9 @@ def evaluate(
     classes alike, see :class:`hubdet.data.ReencodeConfig`) go to ``load_source``. ``robustness=True`` runs the
     whole protocol of :data:`hubdet.eval.robustness.PROTOCOL`; ``perturbations`` picks some (clean is always
     included).
-    ``plots_dir`` writes ROC, reliability and confusion-matrix PNGs.
+    ``plots_dir`` writes ROC, reliability and confusion-matrix PNGs. ``provenance`` (default True) records what the
+    files declare (C2PA, source type, generator metadata) and flags a data set whose fakes a metadata reader alone
+    would catch (``result["provenance"]["provenance_shortcut"]``); it reads only file headers.
     """
     from hubdet.eval.robustness import PROTOCOL
 
@@ -476,4 +494,5 @@ def evaluate(
     if robustness and perturbations is None:
         perturbations = [p.name for p in PROTOCOL]
     return evaluate_detector(detector, dataset, model=info, dataset_info=ds_info, perturbations=perturbations,
-                             batch_size=batch_size, suite=suite, primary_metric=primary_metric, plots_dir=plots_dir)
+                             batch_size=batch_size, suite=suite, primary_metric=primary_metric, plots_dir=plots_dir,
+                             provenance=provenance)

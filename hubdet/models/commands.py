@@ -37,6 +37,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="print a JSON array instead of a table; each row also carries a `provenance` object (C2PA, "
                    "IPTC source type, generator metadata: evidence beside the verdict, which it never changes)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    p.add_argument("--stability", action="store_true",
+                   help="also score a JPEG q75, a half-size and a blurred copy of each image; a verdict that any copy "
+                        "disagrees with becomes 'uncertain' (3 more predictions per image; details under extra "
+                        "in --json)")
     p.add_argument("--save-masks", default=None, metavar="DIR",
                    help="mask detectors: write each image's inpainting map as DIR/<name>_mask.png (8-bit, original "
                         "size; 255 = inpainted) and list its regions")
@@ -122,7 +126,9 @@ def _predict(args: argparse.Namespace) -> int:
         elif row["prob_fake"] is None:
             _out(f"{row['file']:<40} {'-':>9}  {row['verdict']:<9}  {row['reason']}")
         else:
-            _out(f"{row['file']:<40} {row['prob_fake']:>9.4f}  {row['verdict']:<9}  {_fmt_box(row['box'])}")
+            unstable = "" if row.get("extra", {}).get("stability", {}).get("stable", True) else (
+                f"  (was {row['extra']['stability']['original_verdict']}; a degraded copy disagrees)")
+            _out(f"{row['file']:<40} {row['prob_fake']:>9.4f}  {row['verdict']:<9}  {_fmt_box(row['box'])}{unstable}")
 
     for name, reason in skipped:
         failed += 1
@@ -153,7 +159,8 @@ def _predict(args: argparse.Namespace) -> int:
             images.append(img)
             where.append(i)
         if images:
-            for i, pred in zip(where, detector.predict(images, batch_size=args.batch_size), strict=True):
+            preds = detector.predict(images, batch_size=args.batch_size, stability=args.stability)
+            for i, pred in zip(where, preds, strict=True):
                 if not pred.judged:
                     failed += 1
                     _out(f"hubdet predict: cannot judge: {chunk[i]}: {pred.reason}", err=True)

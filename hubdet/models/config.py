@@ -41,14 +41,18 @@ class PreprocessConfig(StrictConfig):
 
 @dataclass
 class CalibrationConfig(StrictConfig):
-    """Temperature scaling and the decision rule. ``prob = sigmoid(logit / temperature)``.
+    """Calibration and the decision rule. ``prob = sigmoid(logit / temperature + bias)`` (``temperature``: temperature
+    scaling, bias 0; ``platt``: Platt scaling, both fitted).
 
     Verdict: ``fake`` if prob >= ``uncertain_high``, ``real`` if prob < ``uncertain_low``, else ``uncertain``.
     With an empty band (low == high == threshold) every image gets real or fake.
     """
 
-    method: str = "none"  # "none" | "temperature"
+    method: str = "none"  # "none" | "temperature" | "platt"
     temperature: float = 1.0
+    bias: float = 0.0
+    # how threshold / uncertain_low were chosen, e.g. "validation real FPR <= 0.05" (empty: the defaults)
+    threshold_rule: str = ""
     threshold: float = 0.5
     uncertain_low: float = 0.35
     uncertain_high: float = 0.65
@@ -59,6 +63,8 @@ class CalibrationConfig(StrictConfig):
     def validate(self) -> None:
         if self.temperature <= 0:
             raise ConfigError("CalibrationConfig.temperature must be > 0")
+        if self.method not in ("none", "temperature", "platt"):
+            raise ConfigError(f"CalibrationConfig.method: {self.method!r} is not none/temperature/platt")
         if not 0.0 <= self.uncertain_low <= self.threshold <= self.uncertain_high <= 1.0:
             raise ConfigError("CalibrationConfig needs 0 <= uncertain_low <= threshold <= uncertain_high <= 1")
 
@@ -75,6 +81,9 @@ class DetectorConfig(StrictConfig):
     labels: tuple[str, str] = ("real", "fake")
     weights_source: str = "random init"  # which pretrained weights the backbone started from
     metadata: dict[str, Any] = field(default_factory=dict)  # training data, eval results, hubdet version ...
+    # backbones whose tensors are NOT in model.safetensors (frozen foundation models loaded by name): name -> the
+    # SHA-256 of their tensors when the detector was fitted; a different digest at load time is an error
+    external_weights: dict[str, str] = field(default_factory=dict)
     hubdet_version: str = ""
     format_version: int = 1
     # the manifest: content SHA-256 of each state file, written by save_pretrained and checked on load
@@ -97,6 +106,8 @@ class DetectorConfig(StrictConfig):
     def to_dict(self) -> dict[str, Any]:
         """config.json content; the timm keys only when the weights are in timm's format."""
         data = super().to_dict()
+        if not self.external_weights:
+            data.pop("external_weights", None)
         if data.get("file_sha256") is None:
             data.pop("file_sha256", None)
         if not self.architecture:

@@ -8,7 +8,7 @@ Members (``args.members``) are strings, one per member:
   id (``org/name[@revision]``), a transformers/timm/ONNX image classifier (the adapter families).
 
 Members are frozen (no gradient, always in eval mode); only the fusion trains. Each member's logit is divided by
-its own calibration temperature before fusion, so members are on comparable scales. Fusion:
+its own calibration (temperature, Platt bias) before fusion, so members are on comparable scales. Fusion:
 
 - ``"linear"``: a learned ``Linear(M, 1)`` over the member logits (seed 000 fused the two members' outputs with a
   dense layer), initialised to the mean;
@@ -52,6 +52,7 @@ from torch import nn
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import CheckpointError, ConfigError
 from hubdet.data.policy import InputPolicy
+from hubdet.models import calibration as cal_lib
 from hubdet.models import integrity
 from hubdet.models._registry import register_detector, register_family
 from hubdet.models.base import WEIGHTS_NAME, Detector
@@ -106,7 +107,8 @@ def convert_pixels(pixel_values: torch.Tensor, src: PreprocessConfig, dst: Prepr
 
     The geometry mirrors :func:`hubdet.models.preprocessing.apply_geometry` on the ``src`` tensor: ``resize`` and
     ``none`` resize to ``dst.input_size`` (a full-resolution member gets the whole view as one tile),
-    ``shorter_crop`` resizes the shorter side then centre-crops, ``center_crop`` crops/pads (black).
+    ``shorter_crop`` resizes the shorter side then centre-crops, ``center_crop`` crops at native resolution (enlarging
+    a view smaller than the crop first, never padding).
     """
     if src == dst:
         return pixel_values
@@ -132,9 +134,9 @@ def convert_pixels(pixel_values: torch.Tensor, src: PreprocessConfig, dst: Prepr
             scale = max(out_w, out_h) / dst.crop_pct / min(h, w)
             x = resize(x, (max(out_h, round(h * scale)), max(out_w, round(w * scale))))
         h, w = x.shape[-2:]
-        pad_h, pad_w = max(0, out_h - h), max(0, out_w - w)
-        if pad_h or pad_w:
-            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        if h < out_h or w < out_w:
+            scale = max(out_h / h, out_w / w)
+            x = resize(x, (max(out_h, round(h * scale)), max(out_w, round(w * scale))))
             h, w = x.shape[-2:]
         top, left = (h - out_h) // 2, (w - out_w) // 2
         x = x[..., top : top + out_h, left : left + out_w]
@@ -284,8 +286,9 @@ class EnsembleDetector(Detector):
         w = self.fusion_weights().to(member_logits)
         return member_logits @ w
 
-    def _temperatures(self) -> list[float]:
-        return [float(m.config.calibration.temperature) for m in self.members]
+    def _calibrated(self, k: int, logits: torch.Tensor) -> torch.Tensor:
+        """Member ``k``'s logits calibrated by its own calibration (temperature, and Platt bias if any)."""
+        return cal_lib.calibrated_logits(logits, self.members[k].config.calibration)
 
     # ------------------------------------------------------------------ forward
     def _run_members(
@@ -299,10 +302,10 @@ class EnsembleDetector(Detector):
         box = box_scores = None
         best: torch.Tensor | None = None  # per image, the highest logit among the box members so far
         with torch.no_grad():  # members are frozen whatever their requires_grad flags say
-            for i, (member, temp) in enumerate(zip(self.members, self._temperatures(), strict=True)):
+            for i, member in enumerate(self.members):
                 pre = member.config.preprocess
                 out = member(convert_pixels(pixel_values, self.config.preprocess, pre))
-                columns.append(out.logits.float() / temp)
+                columns.append(self._calibrated(i, out.logits.float()))
                 if i == self.mask_member and out.masks is not None:
                     masks = out.masks.float()[:, None]
                     if tuple(masks.shape[-2:]) != (height, width):
@@ -368,11 +371,9 @@ class EnsembleDetector(Detector):
         return [list(known[k]) if k in known else m._predict_images(images) for k, m in enumerate(self.members)]
 
     def _scaled_logits(self, per_member: Sequence[Sequence[Prediction]], n_images: int) -> torch.Tensor:
-        temps = self._temperatures()
-        return torch.tensor(
-            [[p[i].logit / t for p, t in zip(per_member, temps, strict=True)] for i in range(n_images)],
-            dtype=torch.float32,
-        )
+        raw = torch.tensor([[p[i].logit for p in per_member] for i in range(n_images)], dtype=torch.float32)
+        return torch.stack([self._calibrated(k, raw[:, k]) for k in range(len(per_member))], dim=1) if n_images \
+            else raw.reshape(0, len(per_member))
 
     def member_logits(self, images: Sequence[Any]) -> torch.Tensor:
         """``[B, M]`` temperature-scaled logits of each member's own predict path on decoded RGB PIL images.
@@ -494,7 +495,8 @@ class EnsembleDetector(Detector):
 
         from hubdet.models.explain import explain
 
-        weights = (self.fusion_weights().float().cpu() / torch.tensor(self._temperatures())).tolist()
+        temperatures = torch.tensor([float(m.config.calibration.temperature) for m in self.members])
+        weights = (self.fusion_weights().float().cpu() / temperatures).tolist()
         total, norm = None, 0.0
         for k, (member, weight) in enumerate(zip(self.members, weights, strict=True)):
             if weight <= 0:

@@ -28,6 +28,7 @@ import threading
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from hubdet._core.errors import CheckpointError
 
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 MANIFEST_KEY = "file_sha256"
 PACKAGE_PREFIX = "pkg:"
 NOT_STATE = ("config.json", "README.md")  # the config (which holds the manifest) and the card
+#: Documents beside the weights that nothing loads (a training run's config copy and curves, notes, pictures)
+DOCUMENT_SUFFIXES = (".md", ".txt", ".yaml", ".yml", ".png", ".jpg", ".jpeg", ".csv", ".log")
 _CHUNK = 1 << 20
 _MAX_HEADER = 100 << 20
 
@@ -70,6 +73,26 @@ def content_sha256(path: str | os.PathLike) -> str:
     with _CACHE_LOCK:
         _CACHE[key] = digest
     return digest
+
+
+_SAFETENSORS_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+                       "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
+def tensors_sha256(tensors: Mapping[str, Any]) -> str:
+    """The content digest of in-memory tensors (a state dict): the same definition as a saved ``.safetensors``
+    file's :func:`content_sha256` (``[name, dtype, shape]`` then the bytes, in name order), so a module's digest equals
+    the digest of the file ``save_file(tensors)`` would write."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        dtype = _SAFETENSORS_DTYPES[str(t.dtype).removeprefix("torch.")]
+        h.update(json.dumps([name, dtype, list(t.shape)]).encode() + b"\0")
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _bytes_sha256(path: Path) -> str:
@@ -167,11 +190,13 @@ def resolve_file(root: str | os.PathLike, ref: str) -> Path:
 
 
 def state_files(folder: str | os.PathLike) -> list[str]:
-    """The state files of a checkpoint folder: every file directly in it except ``config.json``, the card and hidden
-    files (sub-folders, such as an ensemble's members, carry their own manifests)."""
+    """The state files of a checkpoint folder: every file directly in it except ``config.json``, the card, documents
+    (:data:`DOCUMENT_SUFFIXES`) and hidden files (sub-folders, such as an ensemble's members, carry their own
+    manifests)."""
     root = Path(folder)
     return sorted(p.name for p in root.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.name not in NOT_STATE)
+                  if p.is_file() and not p.name.startswith(".") and p.name not in NOT_STATE
+                  and p.suffix.lower() not in DOCUMENT_SUFFIXES)
 
 
 def build_manifest(folder: str | os.PathLike, external: Iterable[str] = ()) -> dict[str, str]:

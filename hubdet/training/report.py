@@ -111,10 +111,7 @@ def scalars(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def weights_digest(module: torch.nn.Module) -> str:
-    """SHA-256 of every tensor of ``module.state_dict()`` (names, shapes and bytes)."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    """The content digest of ``module.state_dict()`` (:func:`hubdet.models.integrity.tensors_sha256`)."""
+    from hubdet.models.integrity import tensors_sha256
+
+    return tensors_sha256(module.state_dict())

@@ -174,7 +174,8 @@ def train(config: TrainingConfig, *, epoch_callback: EpochCallback | None = None
             logits = torch.tensor(val_records.logits)
             source = f"{cfg.data.source}:{Path(cfg.data.data_dir).name if cfg.data.data_dir else cfg.data.repo_id}"
             detector.calibrate(logits, torch.tensor(val_records.labels, dtype=torch.float32),
-                               fitted_on=f"{source}/validation (n={len(val_records)})")
+                               fitted_on=f"{source}/validation (n={len(val_records)})",
+                               method=tc.calibration_method, max_fpr=tc.threshold_fpr)
             val_records.probs = detector.calibrated_probs(logits).tolist()  # = what predict now returns
         results = {"validation": split_metrics(detector, val_records)}
         if "test" in splits:
