@@ -33,3 +33,12 @@ def _isolated_hf_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     cache = tmp_path_factory.getbasetemp() / "hf_cache"
     monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache / "hub"))
+
+
+@pytest.fixture(scope="session")
+def prov_dir(shared_data: Path) -> Path:
+    """The C2PA fixtures of ../shared/data/provenance (signed, tampered, unsigned files and the CAI test key)."""
+    folder = shared_data / "provenance"
+    if not (folder / "C.jpg").is_file():
+        pytest.skip(f"{folder} is absent")
+    return folder

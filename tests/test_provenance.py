@@ -35,13 +35,6 @@ def check(record: Provenance) -> Provenance:
 # --- fixtures ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prov_dir(shared_data: Path) -> Path:
-    folder = shared_data / "provenance"
-    if not (folder / "C.jpg").is_file():
-        pytest.skip(f"{folder} is absent")
-    return folder
-
 
 @pytest.fixture(scope="module")
 def c2pa_mod():

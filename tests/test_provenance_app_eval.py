@@ -34,13 +34,6 @@ NAMES = ["classifier", "boxhead"]
 # --- fixtures ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prov_dir(shared_data: Path) -> Path:
-    folder = shared_data / "provenance"
-    if not (folder / "C.jpg").is_file():
-        pytest.skip(f"{folder} is absent")
-    return folder
-
 
 @pytest.fixture(scope="module")
 def generated(prov_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -35,7 +35,7 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError
-from hubdet.data.policy import DATA_POLICY, EXTREME_ASPECT, InputPolicy
+from hubdet.data.policy import DATA_POLICY, InputPolicy
 from hubdet.models._registry import register_detector, register_family
 from hubdet.models.base import Detector
 from hubdet.models.boxes import (
@@ -47,7 +47,7 @@ from hubdet.models.boxes import (
 )
 from hubdet.models.config import DetectorConfig
 from hubdet.models.output import DetectorOutput, Prediction
-from hubdet.models.preprocessing import _INTERP, stack_channels_last, to_tensor
+from hubdet.models.preprocessing import _INTERP, stack_channels_last, tiling_refusal, to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -381,13 +381,8 @@ class BoxHeadDetector(Detector):
         reason = super().cannot_judge_reason(width, height)
         if reason is not None:
             return reason
-        th, tw = self.tile_size
-        scale = self.tiling_scale(width, height)
-        w, h = round(width * scale), round(height * scale)
-        if w * 2 < tw or h * 2 < th:
-            return (f"{EXTREME_ASPECT}: the image is {width}x{height} pixels; to fit at most {self.args.max_tiles} "
-                    f"tiles the box head would shrink it to {w}x{h}, under half a {tw}x{th} tile per side")
-        return None
+        return tiling_refusal(width, height, self.tiling_scale(width, height), self.tile_size, self.args.max_tiles,
+                              "box head")
 
     def _rescale(self, image: Image.Image, scale: float) -> Image.Image:
         if scale >= 1.0:

@@ -46,12 +46,12 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError, HubdetError
-from hubdet.data.policy import DATA_POLICY, EXTREME_ASPECT, InputPolicy
+from hubdet.data.policy import DATA_POLICY, InputPolicy
 from hubdet.models._registry import register_detector, register_family
 from hubdet.models.base import Detector
 from hubdet.models.config import DetectorConfig
 from hubdet.models.output import DetectorOutput, Prediction
-from hubdet.models.preprocessing import to_tensor
+from hubdet.models.preprocessing import tiling_refusal, to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -375,13 +375,8 @@ class MaskDetector(Detector):
         reason = super().cannot_judge_reason(width, height)
         if reason is not None or self.args.on_too_large == "error":
             return reason
-        th, tw = self.tile_size
-        scale = self.budget_scale(width, height)
-        w, h = round(width * scale), round(height * scale)
-        if w * 2 < tw or h * 2 < th:
-            return (f"{EXTREME_ASPECT}: the image is {width}x{height} pixels; to fit at most {self.args.max_tiles} "
-                    f"tiles the mask detector would shrink it to {w}x{h}, under half a {tw}x{th} tile per side")
-        return None
+        return tiling_refusal(width, height, self.budget_scale(width, height), self.tile_size, self.args.max_tiles,
+                              "mask detector")
 
     def _work_scale(self, img: Image.Image, name: str) -> tuple[float, str]:
         """The scale the image is analysed at (1 unless the tile budget forces less) and a note saying so."""

@@ -260,6 +260,20 @@ def input_policy_for(pre: PreprocessConfig) -> InputPolicy:
     return InputPolicy(floor_side, floor_side, floor_aspect, "it looks at the whole image at native resolution")
 
 
+def tiling_refusal(width: int, height: int, scale: float, tile_size: tuple[int, int], max_tiles: int,
+                   who: str) -> str | None:
+    """Why an image of ``width x height`` cannot be judged by a tiled detector (``who``) that must shrink it by
+    ``scale`` to fit ``max_tiles`` tiles of ``tile_size`` (h, w): when its short side ends under half a tile."""
+    from hubdet.data.policy import EXTREME_ASPECT
+
+    th, tw = tile_size
+    w, h = round(width * scale), round(height * scale)
+    if w * 2 < tw or h * 2 < th:
+        return (f"{EXTREME_ASPECT}: the image is {width}x{height} pixels; to fit at most {max_tiles} tiles the {who} "
+                f"would shrink it to {w}x{h}, under half a {tw}x{th} tile per side")
+    return None
+
+
 def box_to_original(box: Sequence[float], pre: PreprocessConfig, width: int, height: int) -> list[float]:
     """Map a box normalised to [0, 1] of the model input back to pixels of the original image (clipped)."""
     left, top, sx, sy, out_w, out_h = crop_box(pre, width, height)
