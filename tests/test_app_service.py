@@ -256,7 +256,7 @@ def test_compare_matches_each_detectors_own_prediction(pool: DetectorPool, image
 
 def test_explanation_methods_and_geometry(pool: DetectorPool, tmp_path: Path) -> None:
     img = Image.open(photo_like(tmp_path / "big.png", size=(128, 96), fmt="PNG")).convert("RGB")
-    heat, method = explain(pool.get("classifier"), img)  # a ViT: occlusion, all patches in one batch
+    heat, method = explain(pool.get("classifier"), img)  # a ViT: occlusion, one row of patches per batch
     assert method.startswith("occlusion") and heat.shape == (96, 128)
     torch.manual_seed(0)
     cnn = hubdet.create_detector("classifier_tiny.test", backbone="test_resnet", model_args={}).eval()

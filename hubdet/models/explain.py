@@ -10,7 +10,7 @@ Cheapest faithful method first:
   them (maps already computed for the same members beside it are reused: ``member_maps``);
 - otherwise Grad-CAM (captum ``LayerGradCam``: one forward and one backward pass) on the last conv layer whose
   output reaches the logit, on a copy no larger than :data:`EXPLAIN_MAX_SIDE` for full-resolution families;
-- occlusion (captum ``Occlusion``, one batched pass of a coarse grid) for models with neither (ViTs, other heads).
+- occlusion (captum ``Occlusion``, a coarse grid, one row per batched pass) for models with neither (ViTs, other heads).
 
 Grad-CAM and occlusion work on the model input; :func:`hubdet.models.preprocessing.map_to_original` maps the result
 back through the detector's own resize/crop geometry. What a detector's ``predict`` computed for an image (tile
@@ -151,9 +151,11 @@ def gradcam_layer(detector: Any, x: torch.Tensor) -> Any:
 
     if any(isinstance(m, Detector) for m in detector.modules() if m is not detector):
         return None
+    convs = [m for m in detector.modules() if isinstance(m, nn.Conv2d)]
+    if len(convs) < 2:  # a ViT (one patch-embedding conv): decided without a forward pass with gradients
+        return None
     seen: list[tuple[nn.Module, Any]] = []
-    hooks = [m.register_forward_hook(lambda mod, _i, out: seen.append((mod, out)))
-             for m in detector.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [m.register_forward_hook(lambda mod, _i, out: seen.append((mod, out))) for m in convs]
     try:
         with torch.enable_grad():
             logits = _logit_forward(detector)(x.clone().requires_grad_(True))
@@ -181,8 +183,9 @@ def gradcam(detector: Any, layer: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def occlusion(detector: Any, x: torch.Tensor, grid: int = OCCLUSION_GRID) -> torch.Tensor:
-    """Occlusion of a ``grid x grid`` lattice of patches, all in one batch (positive part: patches whose removal
-    lowers the fake logit), smoothed by bilinear upsampling of the patch centres: ``[H, W]``."""
+    """Occlusion of a ``grid x grid`` lattice of patches, one lattice row per batch (the whole lattice in one batch
+    took a CLIP ViT-B/16 probe ~480 MB over its resting memory) (positive part: patches whose removal lowers the fake
+    logit), smoothed by bilinear upsampling of the patch centres: ``[H, W]``."""
     import torch.nn.functional as F
     from captum.attr import Occlusion
 
@@ -191,7 +194,7 @@ def occlusion(detector: Any, x: torch.Tensor, grid: int = OCCLUSION_GRID) -> tor
     with torch.no_grad():
         attr = Occlusion(_logit_forward(detector)).attribute(
             x, sliding_window_shapes=(x.shape[1], *win), strides=(x.shape[1], *win), baselines=0.0,
-            perturbations_per_eval=grid * grid,
+            perturbations_per_eval=grid,
         )
     per_pixel = attr[0].sum(0).clamp(min=0)
     ys = torch.arange(win[0] // 2, h, win[0])
