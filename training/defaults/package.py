@@ -61,7 +61,7 @@ TRAINED_ON = {
         "4,433 training views (2,343 real, 2,090 generated; validation 749) made by "
         "`training/defaults/prepare_data.py` (`--extra` twice) from: the shared sample sets (GenImage sample, the "
         "gallery and gallery2 samples, faces), real photos from Debian packages (opencv-doc, mate/lomiri/plasma "
-        "wallpapers) and about 1,600 collected web images (camera photos, ImageNet/benchmark photos, and sample "
+        "wallpapers) and about 2,050 collected web images (765 real, 1,286 generated) (camera photos, ImageNet/benchmark photos, and sample "
         "outputs of ~40 generator families published in public GitHub repositories; source repository and path "
         "recorded per image, kept outside the repository). Both classes went through the same views: 224-pixel "
         "crops at native resolution (up to 4 per image), mild colour jitter, a downscale with p 0.25 and JPEG "
