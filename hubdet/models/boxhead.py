@@ -22,7 +22,6 @@ the number of tiles, so it is offered for comparison only. Temperature scaling (
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +34,7 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import ConfigError
-from hubdet.data.policy import DATA_POLICY, InputPolicy
+from hubdet.data.policy import InputPolicy
 from hubdet.models._registry import register_detector, register_family
 from hubdet.models.base import Detector
 from hubdet.models.boxes import (
@@ -47,7 +46,7 @@ from hubdet.models.boxes import (
 )
 from hubdet.models.config import DetectorConfig
 from hubdet.models.output import DetectorOutput, Prediction
-from hubdet.models.preprocessing import _INTERP, stack_channels_last, tiling_refusal, to_tensor
+from hubdet.models.preprocessing import _INTERP, stack_channels_last, tiled_input_policy, tiling_refusal, to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -369,11 +368,7 @@ class BoxHeadDetector(Detector):
     def input_policy(self) -> InputPolicy:
         """Tiles at native resolution: every side at least half a tile (smaller images are padded with black, as in
         training, but a tile that is mostly padding judges nothing)."""
-        th, tw = self.tile_size
-        return InputPolicy(max(DATA_POLICY.min_width, math.ceil(tw / 2)),
-                           max(DATA_POLICY.min_height, math.ceil(th / 2)), DATA_POLICY.max_aspect,
-                           f"it tiles the image with {tw}x{th} tiles at native resolution, at most "
-                           f"{self.args.max_tiles} of them, and needs half a tile of image per side")
+        return tiled_input_policy(self.tile_size, self.args.max_tiles)
 
     def cannot_judge_reason(self, width: int, height: int) -> str | None:
         """The policy, then the tiling: an image so elongated that fitting its tiles into ``max_tiles`` shrinks the

@@ -260,6 +260,15 @@ def input_policy_for(pre: PreprocessConfig) -> InputPolicy:
     return InputPolicy(floor_side, floor_side, floor_aspect, "it looks at the whole image at native resolution")
 
 
+def tiled_input_policy(tile_size: tuple[int, int], max_tiles: int) -> InputPolicy:
+    """What a detector tiling images at native resolution with ``tile_size`` (h, w) tiles can judge: every side at
+    least half a tile (smaller images are padded, but a tile that is mostly padding judges little)."""
+    th, tw = tile_size
+    return InputPolicy(max(DATA_POLICY.min_width, math.ceil(tw / 2)), max(DATA_POLICY.min_height, math.ceil(th / 2)),
+                       DATA_POLICY.max_aspect, f"it tiles the image with {tw}x{th} tiles at native resolution, at "
+                       f"most {max_tiles} of them, and needs half a tile of image per side")
+
+
 def tiling_refusal(width: int, height: int, scale: float, tile_size: tuple[int, int], max_tiles: int,
                    who: str) -> str | None:
     """Why an image of ``width x height`` cannot be judged by a tiled detector (``who``) that must shrink it by

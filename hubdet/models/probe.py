@@ -28,6 +28,7 @@ from torch import nn
 
 from hubdet._core.config import StrictConfig
 from hubdet._core.errors import CheckpointError, ConfigError, NotFittedError
+from hubdet.models._adapters import bce_output
 from hubdet.models._registry import register_detector, register_family
 from hubdet.models.base import Detector
 from hubdet.models.config import DetectorConfig
@@ -337,13 +338,7 @@ class ProbeDetector(Detector):
         self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None
     ) -> DetectorOutput:
         """Logits of the fitted classifier; ``loss`` is the BCE on them (no gradient: the head is not torch)."""
-        logits = self.head_logits(self.extract_features(pixel_values)).to(pixel_values.device)
-        out = DetectorOutput(logits=logits, probs=torch.sigmoid(logits))
-        if labels is not None:
-            target = labels.to(device=logits.device, dtype=logits.dtype).view(-1)
-            out.loss = F.binary_cross_entropy_with_logits(logits, target)
-            out.losses = {"classification": out.loss.detach()}
-        return out
+        return bce_output(self.head_logits(self.extract_features(pixel_values)).to(pixel_values.device), labels)
 
     # ------------------------------------------------------------------ explanation
     #: What :meth:`explain_map` shows (the app's heatmap label).
