@@ -84,3 +84,14 @@ def time_rotated(fns: dict[str, tuple[Callable[[], object], int]], rounds: int,
 def percentile(values: list[float], q: float) -> float:
     """The ``q``-th percentile (linear interpolation, as numpy's default)."""
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def stop_process(proc: Any, timeout: float = 30) -> None:
+    """Terminate a server started with ``subprocess.Popen``; kill it if it has not exited after ``timeout`` s."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()

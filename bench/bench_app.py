@@ -49,7 +49,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, percentile  # noqa: E402
+from _common import machine_info, percentile, stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = ("classifier", "boxhead", "copymove", "mask", "ensemble")
@@ -256,11 +256,7 @@ def server(specs: list[tuple[str, str]], image: Path, requests: int, concurrency
         out["target_met (peak < 2048 MiB)"] = out["peak_rss_mib"] < 2048
         return out
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def _concurrent(url: str, handle: Any, names: list[str], levels: list[int]) -> dict[int, dict[str, Any]]:

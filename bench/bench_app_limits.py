@@ -43,7 +43,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info  # noqa: E402
+from _common import machine_info, stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -254,11 +254,7 @@ def main() -> None:
             out["target_met (peak < 2048 MiB and no unexpected error)"] = (
                 out["peak_rss_mib"] < 2048 and out["burst"]["unexpected_errors"] == 0)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     out["machine"] = machine_info(load_before)
     print(json.dumps(out, indent=2))  # noqa: T201
 
