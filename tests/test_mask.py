@@ -55,6 +55,31 @@ def test_image_logit_is_a_top_fraction_mean_and_tiles_cover_the_image() -> None:
         assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:], strict=False))
 
 
+def test_image_logit_of_a_large_map_is_the_same_as_torch_topk() -> None:
+    """Maps over 2**20 pixels take numpy's partition (torch's CPU topk needs ~15 bytes per pixel): the same value."""
+    torch.manual_seed(0)
+    maps = torch.randn(2, 1100, 1000)  # 1.1 MP each: the numpy path
+    for fraction in (0.0005, 0.01, 1e-9):
+        k = max(1, int(np.ceil(fraction * 1100 * 1000)))
+        expected = maps.flatten(1).topk(k, dim=1).values.mean(1)
+        assert torch.equal(image_logit(maps, fraction), expected)
+    grad = maps[:1].clone().requires_grad_(True)  # training keeps torch (and its gradient)
+    image_logit(grad, 0.001).sum().backward()
+    assert grad.grad is not None and int((grad.grad != 0).sum()) == 1100
+
+
+def test_block_grid_spreads_over_pixels_like_repeat() -> None:
+    from hubdet.models.copymove import _to_pixels
+
+    rng = np.random.default_rng(0)
+    for gy, gx, stride, h, w in ((10, 12, 3, 31, 37), (10, 12, 3, 25, 30), (5, 5, 1, 5, 5), (7, 9, 4, 40, 20)):
+        grid = rng.random((gy, gx)).astype(np.float32)
+        up = np.repeat(np.repeat(grid, stride, axis=0), stride, axis=1)[:h, :w]
+        expected = np.zeros((h, w), np.float32)
+        expected[: up.shape[0], : up.shape[1]] = up
+        assert np.array_equal(_to_pixels(grid, stride, h, w), expected)
+
+
 @pytest.mark.parametrize("size", [(150, 100), (40, 32), (64, 64), (300, 210)])
 def test_map_is_at_native_resolution_and_everything_derives_from_it(size: tuple[int, int]) -> None:
     det = create_detector(TINY).eval()

@@ -461,6 +461,25 @@ def test_probe_cam_splits_the_logit_exactly_over_positions(tmp_path: Path) -> No
     assert heat.min() >= 0.0 and heat.max() == pytest.approx(peak, abs=0.05)
 
 
+def test_probe_affine_head_is_read_in_blocks_and_skipped_without_spatial_features() -> None:
+    """The head's weights are probed 256 identity rows at a time (a whole identity over 9,216 CLIP features is
+    680 MB); a probe on a CLIP tower (CLS tokens, no spatial features) does not probe it at all."""
+    torch.manual_seed(0)
+    probe = hubdet.create_detector("probe_tiny.test", backbone="test_resnet", backbone_kwargs={}).eval()
+    rng = np.random.default_rng(0)
+    n = probe.num_features
+    probe.fit_head(rng.normal(size=(40, n)).astype(np.float32), np.arange(40) % 2)
+    w, b = probe.affine_head()
+    decide = probe._head.decision_function
+    full = np.asarray(decide(np.vstack([np.zeros((1, n)), np.eye(n)])), dtype=np.float64)
+    assert np.allclose(w.numpy(), (full[1:] - full[0]).astype(np.float32), rtol=1e-6, atol=1e-9)
+    assert b == pytest.approx(float(full[0]))
+    clip = hubdet.create_detector("probe_clip_tiny.test", pretrained=True)
+    clip.fit_head(rng.normal(size=(8, clip.num_features)).astype(np.float32), [0, 1] * 4)
+    img = Image.new("RGB", (40, 40), (120, 30, 60))
+    assert clip.explain_map(img) is None and getattr(clip, "_affine_cache", None) is None
+
+
 # ============================================================================ the app's limits and API behaviour
 
 

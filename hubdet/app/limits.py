@@ -135,6 +135,23 @@ class RateLimiter:
             return None
 
 
+def tune_allocator(arenas: int = 2, mmap_threshold: int = 4 * 2**20) -> bool:
+    """Make glibc's malloc give large buffers back when they are freed (a no-op elsewhere); True if applied.
+
+    By default glibc raises its mmap threshold after a large buffer is freed, so later image-sized buffers come
+    from the heap and stay resident, and every worker thread gets its own arena (up to 8 per core). A fixed
+    threshold (``M_MMAP_THRESHOLD``: buffers over ``mmap_threshold`` are mapped and unmapped) and ``arenas``
+    arenas (``M_ARENA_MAX``) keep the app's resident memory near its working set (``bench/bench_app_limits.py``)."""
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_arena_max, m_mmap_threshold = -8, -3
+    return bool(mallopt(m_arena_max, int(arenas))) and bool(mallopt(m_mmap_threshold, int(mmap_threshold)))
+
+
 def release_memory() -> None:
     """Hand the memory freed by a finished analysis back to the system (glibc's ``malloc_trim``; a no-op elsewhere):
     each Gradio worker thread allocates from its own malloc arena, and without this the app's resident memory creeps

@@ -23,7 +23,15 @@ from hubdet.app.batch import BATCH_COLUMNS, batch, rows_to_csv
 from hubdet.app.compare import Comparison, compare
 from hubdet.app.config import DetectorSpec, load_detector_specs, results_dir
 from hubdet.app.examples import ensure_examples
-from hubdet.app.limits import HEAVY, AppLimits, RateLimiter, check_upload_size, client_key, release_memory
+from hubdet.app.limits import (
+    HEAVY,
+    AppLimits,
+    RateLimiter,
+    check_upload_size,
+    client_key,
+    release_memory,
+    tune_allocator,
+)
 from hubdet.app.pool import MAX_SIDES, MIN_SIDES, AppInputError, DetectorPool
 from hubdet.app.provenance import panel_markdown
 from hubdet.app.uploads import BatchLimits
@@ -63,6 +71,7 @@ def build_demo(
     example_paths = [str(p) for p in (ensure_examples() if examples is None else examples)]
     board_dir = Path(leaderboard_dir) if leaderboard_dir is not None else results_dir()
     guard = _Guard(limits)
+    tune_allocator()  # image-sized buffers go back to the system when freed (the Space's memory budget)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO + "\n\n_" + limits.describe() + "_")
         if not pool.names():

@@ -122,9 +122,10 @@ class Analysis:
 
 def _to_pixels(grid: np.ndarray, stride: int, h: int, w: int) -> np.ndarray:
     """A block-grid map (one cell every ``stride`` pixels) spread over an ``[h, w]`` pixel map (zero past the grid)."""
-    up = np.repeat(np.repeat(grid, stride, axis=0), stride, axis=1)[:h, :w]
     out = np.zeros((h, w), grid.dtype)
-    out[: up.shape[0], : up.shape[1]] = up
+    gw = min(w, grid.shape[1] * stride)
+    for i, row in enumerate(grid[: -(-h // stride)]):  # row by row: no second full-size array
+        out[i * stride : (i + 1) * stride, :gw] = np.repeat(row, stride)[:gw]
     return out
 
 
@@ -181,12 +182,12 @@ class _Analyzer:
         def block_map(kx: np.ndarray, ky: np.ndarray) -> np.ndarray:
             # correlation anchored at the block's top-left corner, sampled every ``stride`` pixels
             full = cv2.sepFilter2D(img, cv2.CV_32F, kx, ky, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
-            return full[: (gy - 1) * stride + 1 : stride, : (gx - 1) * stride + 1 : stride]
+            return full[: (gy - 1) * stride + 1 : stride, : (gx - 1) * stride + 1 : stride].copy()  # not a view of full
 
         ones = np.ones(b, np.float32) / b
         mean = block_map(ones, ones)
         sq = cv2.sepFilter2D(img * img, cv2.CV_32F, ones, ones, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
-        sq = sq[: (gy - 1) * stride + 1 : stride, : (gx - 1) * stride + 1 : stride]
+        sq = sq[: (gy - 1) * stride + 1 : stride, : (gx - 1) * stride + 1 : stride].copy()
         std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
         textured = std >= a.min_block_std
         n_blocks = gy * gx
@@ -223,7 +224,7 @@ class _Analyzer:
         ], dtype=np.float32)
         extra.update(blocks=n_blocks, textured=n_textured, duplicated=n_dup, shifts=shifts_kept, stride=stride)
         return Analysis(feats, box, float(comp_density if box is not None else 0.0), extra, region,
-                        np.clip(_to_pixels(density.astype(np.float32), stride, h, w), 0.0, 1.0))
+                        _to_pixels(np.clip(density.astype(np.float32), 0.0, 1.0), stride, h, w))
 
     def _pairs(self, block_map: Any, ys: np.ndarray, xs: np.ndarray, stride: int,
                w: int) -> tuple[np.ndarray, np.ndarray, int, int]:

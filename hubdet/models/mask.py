@@ -130,7 +130,15 @@ def image_logit(pixel_logits: torch.Tensor, fraction: float) -> torch.Tensor:
     """``[B, H, W]`` pixel logits -> ``[B]`` image logits: the mean of each map's top ``fraction`` of pixels."""
     flat = pixel_logits.flatten(1)
     k = max(1, int(math.ceil(fraction * flat.shape[1])))
-    return flat.topk(k, dim=1).values.mean(1)
+    if flat.requires_grad or flat.shape[1] <= 2**20:
+        return flat.topk(k, dim=1).values.mean(1)
+    # a large map at inference: torch's CPU topk takes ~15 bytes per pixel (256 MB for 16 MP); numpy's partition
+    # copies the row once. The same k values, sorted as topk returns them, so the same mean.
+    rows = []
+    for row in flat.detach().cpu().numpy():
+        top = np.partition(row, row.size - k)[row.size - k:]
+        rows.append(torch.from_numpy(np.sort(top)[::-1].copy()))
+    return torch.stack(rows).to(flat.device).mean(1)
 
 
 def map_regions(prob: np.ndarray, *, threshold: float = 0.5, min_area: float = 0.001, close: int = 0,
@@ -149,7 +157,8 @@ def map_regions(prob: np.ndarray, *, threshold: float = 0.5, min_area: float = 0
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     if n <= 1:
         return []
-    sums = np.bincount(labels.ravel(), weights=prob.ravel().astype(np.float64), minlength=n)
+    flagged = labels > 0  # only labelled pixels (the same values in the same order as over the whole image)
+    sums = np.bincount(labels[flagged], weights=prob[flagged], minlength=n)
     regions = []
     for i in range(1, n):
         x, y, bw, bh, area = (int(v) for v in stats[i])
@@ -400,41 +409,52 @@ class MaskDetector(Detector):
             self.train(was_training)
 
     def _maps(self, images: Sequence[Image.Image]) -> list[tuple[np.ndarray, str]]:
-        th, tw = self.tile_size
-        pre = self.config.preprocess
         out = []
         for idx, img in enumerate(images):
             rgb = img.convert("RGB") if img.mode != "RGB" else img
             scale, note = self._work_scale(rgb, getattr(img, "filename", "") or f"image #{idx}")
             work = rgb if scale == 1.0 else rgb.resize((max(1, round(rgb.width * scale)),
                                                          max(1, round(rgb.height * scale))), Image.Resampling.BILINEAR)
-            arr = np.asarray(work)
-            h, w = arr.shape[:2]
-            ph, pw = max(0, th - h), max(0, tw - w)
-            if ph or pw:  # smaller than a tile: pad by reflection, as training crops are
-                arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
-            H, W = arr.shape[:2]
-            overlap = min(self.args.tile_overlap, min(th, tw) // 2)
-            origins = [(x, y) for y in tile_origins(H, th, overlap) for x in tile_origins(W, tw, overlap)]
-            pixels = to_tensor(Image.fromarray(arr), pre)
-            acc = np.zeros((H, W), np.float32)
-            wsum = np.zeros((H, W), np.float32)
-            weight = _blend_weight((th, tw), overlap)
-            for start in range(0, len(origins), self.args.tile_batch_size):
-                chunk = origins[start : start + self.args.tile_batch_size]
-                batch = torch.stack([pixels[:, y : y + th, x : x + tw] for x, y in chunk]).to(self.device)
-                logits = self.pixel_logits(batch).float().cpu().numpy()
-                for (x, y), tile_logits in zip(chunk, logits, strict=True):
-                    acc[y : y + th, x : x + tw] += tile_logits * weight
-                    wsum[y : y + th, x : x + tw] += weight
-            logit_map = (acc / np.maximum(wsum, 1e-6))[:h, :w]
+            logit_map = self._tiled_logits(np.asarray(work))
+            del work
             if scale != 1.0:
                 logit_map = np.asarray(Image.fromarray(logit_map).resize(rgb.size, Image.Resampling.BILINEAR))
             if self.args.copymove_weight > 0:
                 density = copymove_density(np.asarray(rgb), self.args.copymove_args)
-                logit_map = np.maximum(logit_map, self.args.copymove_weight * (density - self.args.copymove_threshold))
-            out.append((logit_map.astype(np.float32), note))
+                density -= self.args.copymove_threshold
+                density *= self.args.copymove_weight
+                logit_map = np.maximum(logit_map, density, out=density)
+                del density
+            logit_map = np.ascontiguousarray(logit_map, dtype=np.float32)
+            out.append((logit_map if logit_map.flags.writeable else logit_map.copy(), note))  # PIL's is read-only
         return out
+
+    def _tiled_logits(self, arr: np.ndarray) -> np.ndarray:
+        """``[h, w]`` float32 pixel logits of an ``HxWx3`` uint8 array, tile by tile with blended overlaps. Only one
+        batch of tiles is normalised at a time (a whole 16 MP image as float32 would be ~200 MB more)."""
+        th, tw = self.tile_size
+        pre = self.config.preprocess
+        h, w = arr.shape[:2]
+        ph, pw = max(0, th - h), max(0, tw - w)
+        if ph or pw:  # smaller than a tile: pad by reflection, as training crops are
+            arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
+        H, W = arr.shape[:2]
+        overlap = min(self.args.tile_overlap, min(th, tw) // 2)
+        origins = [(x, y) for y in tile_origins(H, th, overlap) for x in tile_origins(W, tw, overlap)]
+        acc = np.zeros((H, W), np.float32)
+        wsum = np.zeros((H, W), np.float32)
+        weight = _blend_weight((th, tw), overlap)
+        for start in range(0, len(origins), self.args.tile_batch_size):
+            chunk = origins[start : start + self.args.tile_batch_size]
+            tiles = [to_tensor(Image.fromarray(arr[y : y + th, x : x + tw]), pre) for x, y in chunk]
+            batch = torch.stack(tiles).contiguous(memory_format=torch.contiguous_format).to(self.device)
+            logits = self.pixel_logits(batch).float().cpu().numpy()
+            for (x, y), tile_logits in zip(chunk, logits, strict=True):
+                acc[y : y + th, x : x + tw] += tile_logits * weight
+                wsum[y : y + th, x : x + tw] += weight
+        np.maximum(wsum, 1e-6, out=wsum)
+        acc /= wsum
+        return acc[:h, :w]
 
     def _predict_images(self, images: Sequence[Any]) -> list[Prediction]:
         maps = self.predict_maps(images)
@@ -442,10 +462,14 @@ class MaskDetector(Detector):
         logits = torch.stack([image_logit(torch.from_numpy(m)[None], k)[0] for m, _ in maps])
         preds = self._to_predictions(images, logits, None, None, normalised=False)
         for pred, (logit_map, note) in zip(preds, maps, strict=True):
-            prob = 1.0 / (1.0 + np.exp(-np.clip(logit_map, -30, 30)))
+            prob = np.clip(logit_map, -30, 30)  # sigmoid in place: one full-size copy, not five
+            np.negative(prob, out=prob)
+            np.exp(prob, out=prob)
+            prob += 1.0
+            np.reciprocal(prob, out=prob)
             regions = map_regions(prob, min_area=self.args.min_region, close=self.args.close,
                                   keep_one=pred.logit >= 0)
-            pred.mask = prob.astype(np.float32)
+            pred.mask = prob.astype(np.float32, copy=False)
             pred.regions = regions
             if regions:
                 pred.box, pred.box_score = list(regions[0]["box"]), float(regions[0]["score"])
@@ -468,11 +492,15 @@ def copymove_density(rgb: np.ndarray, args: Mapping[str, Any] | None = None) -> 
     from hubdet.models.copymove import CopyMoveArgs, _Analyzer
 
     cm_args = CopyMoveArgs.from_dict(dict(args or {}), where="copymove_args")
-    luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-    analysis = _Analyzer(cm_args)(luma.astype(np.float32))
+    luma = np.empty(rgb.shape[:2], np.float32)
+    for top in range(0, rgb.shape[0], 256):  # in bands: the float64 products of a whole 16 MP image are ~400 MB
+        band = rgb[top : top + 256]
+        luma[top : top + 256] = band[..., 0] * 0.299 + band[..., 1] * 0.587 + band[..., 2] * 0.114
+    analysis = _Analyzer(cm_args)(luma)
+    del luma
     if analysis.density is None:
         return np.zeros(rgb.shape[:2], np.float32)
-    return analysis.density.astype(np.float32)
+    return analysis.density.astype(np.float32, copy=False)  # the analysis' own array (float32 already)
 
 
 # ---------------------------------------------------------------------------------------------------- crops and masks

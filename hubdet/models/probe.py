@@ -355,9 +355,13 @@ class ProbeDetector(Detector):
             return cached[1]
         n = self.num_features
         decide = self._head.decision_function
-        basis = np.vstack([np.zeros((1, n)), np.eye(n)])
-        scores = np.asarray(decide(basis), dtype=np.float64).reshape(-1)
-        bias, w = float(scores[0]), scores[1:] - scores[0]
+        bias = float(np.asarray(decide(np.zeros((1, n))), dtype=np.float64).reshape(-1)[0])
+        w = np.empty(n, np.float64)
+        for start in range(0, n, 256):  # identity rows in blocks: the whole eye(n) of 9,216 CLIP features is 680 MB
+            stop = min(n, start + 256)
+            basis = np.zeros((stop - start, n))
+            basis[np.arange(stop - start), np.arange(start, stop)] = 1.0
+            w[start:stop] = np.asarray(decide(basis), dtype=np.float64).reshape(-1) - bias
         probe = np.random.default_rng(0).normal(size=(4, n))
         exact = np.asarray(decide(probe), dtype=np.float64).reshape(-1)
         affine = (w, bias) if np.allclose(probe @ w + bias, exact, rtol=1e-4, atol=1e-4 * (1 + np.abs(exact).max())) \
@@ -371,6 +375,9 @@ class ProbeDetector(Detector):
         pass per backbone); None when the head is not affine or a backbone does not average-pool."""
         from hubdet.models.explain import input_map_to_original, pooled_cam
 
+        if not all(hasattr(m, "forward_features") and hasattr(m, "forward_head")
+                   for m in (self.backbone, *self.extra_backbones)):
+            return None  # no spatial features to weigh (a foundation tower's CLS tokens): the caller falls back
         head = self.affine_head()
         if head is None:
             return None
