@@ -461,9 +461,9 @@ def test_probe_cam_splits_the_logit_exactly_over_positions(tmp_path: Path) -> No
     assert heat.min() >= 0.0 and heat.max() == pytest.approx(peak, abs=0.05)
 
 
-def test_probe_affine_head_is_read_in_blocks_and_skipped_without_spatial_features() -> None:
+def test_probe_affine_head_is_read_in_blocks() -> None:
     """The head's weights are probed 256 identity rows at a time (a whole identity over 9,216 CLIP features is
-    680 MB); a probe on a CLIP tower (CLS tokens, no spatial features) does not probe it at all."""
+    680 MB)."""
     torch.manual_seed(0)
     probe = hubdet.create_detector("probe_tiny.test", backbone="test_resnet", backbone_kwargs={}).eval()
     rng = np.random.default_rng(0)
@@ -474,10 +474,31 @@ def test_probe_affine_head_is_read_in_blocks_and_skipped_without_spatial_feature
     full = np.asarray(decide(np.vstack([np.zeros((1, n)), np.eye(n)])), dtype=np.float64)
     assert np.allclose(w.numpy(), (full[1:] - full[0]).astype(np.float32), rtol=1e-6, atol=1e-9)
     assert b == pytest.approx(float(full[0]))
-    clip = hubdet.create_detector("probe_clip_tiny.test", pretrained=True)
-    clip.fit_head(rng.normal(size=(8, clip.num_features)).astype(np.float32), [0, 1] * 4)
-    img = Image.new("RGB", (40, 40), (120, 30, 60))
-    assert clip.explain_map(img) is None and getattr(clip, "_affine_cache", None) is None
+
+
+def test_foundation_probe_explains_by_token_gradient_x_activation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """A probe on a foundation tower is explained by gradient x activation of its patch tokens under the affine
+    head (one backward pass, not occlusion's 26 forward passes): a map over the image, zero outside what the
+    detector sees, the same with the feature cache on (whose tensors have no gradient)."""
+    from hubdet.models.explain import explain
+
+    torch.manual_seed(0)
+    probe = hubdet.create_detector("probe_clip_tiny.test", pretrained=True,
+                                   preprocess={"resize": "center_crop"}).eval()
+    rng = np.random.default_rng(0)
+    probe.fit_head(rng.normal(size=(16, probe.num_features)).astype(np.float32), [0, 1] * 8)
+    img = Image.open(photo_like(tmp_path / "clip.png", size=(96, 64), fmt="PNG")).convert("RGB")
+    heat, method = explain(probe, img)
+    assert method.startswith("token gradient x activation") and "block" in method
+    assert heat.shape == (64, 96) and heat.min() >= 0.0 and heat.max() == pytest.approx(1.0)
+    outside = heat.copy()
+    outside[16:48, 32:64] = 0  # the 32x32 centre crop the tiny tower sees
+    assert outside.max() == 0.0
+    monkeypatch.setenv("HUBDET_FEATURE_CACHE", str(tmp_path / "features"))
+    probe.predict([img])  # fills the cache
+    cached, _ = explain(probe, img)
+    assert np.allclose(cached, heat, atol=1e-6)
 
 
 # ============================================================================ the app's limits and API behaviour

@@ -10,9 +10,10 @@ Every limit refuses with a message that reaches the caller (the API's ``error`` 
   the others wait in the queue, which holds at most ``max_queue`` requests (Gradio refuses the rest: "queue is full");
 - ``rate_limit`` heavy requests per client per ``rate_window`` seconds (:class:`RateLimiter`; 0 turns it off).
 
-Defaults suit a 2-vCPU Space with 2 GB of memory (``bench/bench_app_limits.py`` measures them: one analysis at the
-pixel cap adds about 0.5 GB to the app's 1.3 GB with the bundled detectors loaded, so two at once would not fit, and
-on two cores they would not finish sooner either); ``app.py`` flags and ``HUBDET_APP_*`` variables override them.
+Defaults suit a 2-vCPU Space with 2 GB of memory (``bench/bench_app_limits.py`` measures them: with the six bundled
+detectors loaded the app holds ~1.36 GB, and one analysis at the pixel cap adds ~0.4 GB, so two at once would not
+fit, and on two cores they would not finish sooner either); ``app.py`` flags and ``HUBDET_APP_*`` variables override
+them. :func:`tune_allocator` and :func:`release_memory` keep glibc from holding on to what finished analyses freed.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ per image and at native resolution:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -117,7 +118,17 @@ class Analysis:
     score: float
     extra: dict[str, Any]
     region: np.ndarray | None = None
-    density: np.ndarray | None = None  # [H, W] float32 duplicate density (copied-to side) in [0, 1]
+    density_grid: np.ndarray | None = None  # float32 duplicate density (copied-to side) in [0, 1], one per block
+    stride: int = 1  # pixels between blocks of the grid
+    shape: tuple[int, int] = (0, 0)  # the image's (h, w)
+
+    @property
+    def density(self) -> np.ndarray | None:
+        """``[H, W]`` float32 duplicate density (copied-to side) in [0, 1], spread from the block grid on each access
+        (the grid is what is kept: a 16 MP image's pixel map is 64 MB)."""
+        if self.density_grid is None:
+            return None
+        return _to_pixels(self.density_grid, self.stride, *self.shape)
 
 
 def _to_pixels(grid: np.ndarray, stride: int, h: int, w: int) -> np.ndarray:
@@ -224,7 +235,7 @@ class _Analyzer:
         ], dtype=np.float32)
         extra.update(blocks=n_blocks, textured=n_textured, duplicated=n_dup, shifts=shifts_kept, stride=stride)
         return Analysis(feats, box, float(comp_density if box is not None else 0.0), extra, region,
-                        _to_pixels(np.clip(density.astype(np.float32), 0.0, 1.0), stride, h, w))
+                        np.clip(density.astype(np.float32), 0.0, 1.0), stride, (h, w))
 
     def _pairs(self, block_map: Any, ys: np.ndarray, xs: np.ndarray, stride: int,
                w: int) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -414,12 +425,11 @@ class CopyMoveDetector(Detector):
         from hubdet.models.explain import recall
 
         img = image if isinstance(image, Image.Image) else load_image(image)
-        density = recall(self, img, "density")  # the analysis predict made of this very image
-        if density is None:
-            density = self._analyzer(self.image_luma(img)).density
-        if density is None or (isinstance(density, str) and density == "none"):
-            return np.zeros((img.height, img.width), np.float32)
-        return density
+        analysis = recall(self, img, "analysis")  # the analysis predict made of this very image
+        if analysis is None:
+            analysis = self._analyzer(self.image_luma(img))
+        density = analysis.density
+        return np.zeros((img.height, img.width), np.float32) if density is None else density
 
     def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``[B, len(FEATURES)]`` image features (float32)."""
@@ -536,7 +546,7 @@ class CopyMoveDetector(Detector):
         logits, boxes, scores, extras, has_box = [], [], [], [], []
         for img in images:
             result = self._analyzer(self.image_luma(img))
-            remember(self, img, "density", result.density if result.density is not None else "none")
+            remember(self, img, "analysis", dataclasses.replace(result, region=None))  # its grid, not pixel maps
             logits.append(self.head_logits(result.features[None]).cpu()[0])
             boxes.append(result.box if result.box is not None else [0.0, 0.0, 0.0, 0.0])
             has_box.append(result.box is not None)

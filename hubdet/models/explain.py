@@ -6,8 +6,12 @@ Cheapest faithful method first:
   over the image, or None when it has none for its configuration, and an ``explanation_method`` label):
   copy-move: its duplicate-block density; box head: its per-tile fake probability at native resolution; probe with
   an affine head over average-pooled features: the class activation map (:func:`pooled_cam`, one forward pass, no
-  gradient, an exact split of the logit over positions); ensemble: its members' maps weighted as the fusion weighs
-  them (maps already computed for the same members beside it are reused: ``member_maps``);
+  gradient, an exact split of the logit over positions); probe on a foundation tower (the CLIP classifier): the
+  gradient x activation of its patch tokens under the affine head (captum ``LayerGradientXActivation``, one forward
+  and one backward pass: 0.8 s instead of 5-10 s of occlusion for a ViT-B/16 on 2 cores, and on 24 validation images
+  it removed the evidence faster than occlusion when the top patches were blurred); ensemble: its members' maps
+  weighted as the fusion weighs them (maps already computed for the same members beside it are reused:
+  ``member_maps``);
 - otherwise Grad-CAM (captum ``LayerGradCam``: one forward and one backward pass) on the last conv layer whose
   output reaches the logit, on a copy no larger than :data:`EXPLAIN_MAX_SIDE` for full-resolution families;
 - occlusion (captum ``Occlusion``, a coarse grid, one row per batched pass) for models with neither (ViTs, other heads).

@@ -291,6 +291,8 @@ class Int8Linear(nn.Module):
         return dequantize(self.qweight, self.zero_point, self.scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled():  # explanations: keep the int8 weight, not its float copy
+            return _Int8LinearFunction.apply(x, self.qweight, self.zero_point, self.scale, self.bias)
         return nn.functional.linear(x, self.weight, self.bias)
 
     def logical_state(self, prefix: str) -> dict[str, Callable[[], torch.Tensor]]:
@@ -302,6 +304,23 @@ class Int8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight"
+
+
+class _Int8LinearFunction(torch.autograd.Function):
+    """``linear(x, dequantize(q, zero_point, scale), bias)`` with a gradient for ``x`` only, dequantizing again in
+    the backward pass: autograd would otherwise keep every layer's float32 weight until then (330 MB for a
+    ViT-B/16)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, qweight: torch.Tensor, zero_point: torch.Tensor, scale: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(qweight, zero_point, scale)
+        return nn.functional.linear(x, dequantize(qweight, zero_point, scale), bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        qweight, zero_point, scale = ctx.saved_tensors
+        return grad @ dequantize(qweight, zero_point, scale).to(grad.dtype), None, None, None, None
 
 
 class _LogicalState(Mapping):
@@ -649,8 +668,8 @@ class FoundationBackbone(nn.Module):
                 vectors = [out.image_embeds]
             else:
                 vectors = [self.model.vision_model.post_layernorm(out.last_hidden_state[:, 0])]
-        else:
-            s = self.summaries(pixel_values)
+        else:  # with gradients (explanations): never the feature cache, whose tensors are detached
+            s = self._summaries(pixel_values) if torch.is_grad_enabled() else self.summaries(pixel_values)
             if self.output == "embed":
                 vectors = [s["embed"]]
             elif self.output == "cls":
@@ -662,6 +681,15 @@ class FoundationBackbone(nn.Module):
         if self.normalize:
             vectors = [torch.nn.functional.normalize(v, dim=-1) for v in vectors]
         return torch.cat(vectors, dim=1) if len(vectors) > 1 else vectors[0]
+
+    def relevance_layer(self) -> tuple[nn.Module, int, str]:
+        """Where token relevance is read for explanations: the block a third of the way in (block 4 of a ViT-B's
+        12; on 24 validation images its gradient x activation deleted the evidence faster than a 5x5 occlusion and
+        than blocks 0 and 8), the number of prefix tokens (CLS) before the patch tokens, and a label."""
+        layers = self.model.vision_model.encoder.layers if self.arch.kind in ("clip", "siglip") \
+            else self.model.encoder.layer
+        index = max(1, len(layers) // 3)
+        return layers[index - 1], (0 if self.arch.kind == "siglip" else 1), f"block {index} of {len(layers)}"
 
     def patch_tokens(self, pixel_values: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         """Patch tokens of block ``layer`` (default: the last) as a grid ``[B, D, H / patch, W / patch]``."""

@@ -341,8 +341,13 @@ class ProbeDetector(Detector):
         return bce_output(self.head_logits(self.extract_features(pixel_values)).to(pixel_values.device), labels)
 
     # ------------------------------------------------------------------ explanation
-    #: What :meth:`explain_map` shows (the app's heatmap label).
-    explanation_method = "class activation map (the probe's linear head over pooled features, no gradients)"
+    @property
+    def explanation_method(self) -> str:
+        """What :meth:`explain_map` shows (the app's heatmap label)."""
+        if hasattr(self.backbone, "relevance_layer"):
+            return (f"token gradient x activation (captum LayerGradientXActivation, "
+                    f"{self.backbone.relevance_layer()[2]})")
+        return "class activation map (the probe's linear head over pooled features, no gradients)"
 
     def affine_head(self) -> tuple[torch.Tensor, float] | None:
         """``(w, b)`` with ``decision = features @ w + b`` (before clipping) when the fitted pipeline is affine
@@ -375,9 +380,11 @@ class ProbeDetector(Detector):
         pass per backbone); None when the head is not affine or a backbone does not average-pool."""
         from hubdet.models.explain import input_map_to_original, pooled_cam
 
+        if hasattr(self.backbone, "relevance_layer") and not self.extra_backbones:
+            return self._token_relevance_map(image)
         if not all(hasattr(m, "forward_features") and hasattr(m, "forward_head")
                    for m in (self.backbone, *self.extra_backbones)):
-            return None  # no spatial features to weigh (a foundation tower's CLS tokens): the caller falls back
+            return None  # no spatial features to weigh: the caller falls back to occlusion
         head = self.affine_head()
         if head is None:
             return None
@@ -387,6 +394,38 @@ class ProbeDetector(Detector):
             for m, (scale, shift) in zip(self.extra_backbones, self._renorm, strict=True)]
         cam = pooled_cam(parts, head[0])
         return None if cam is None else input_map_to_original(cam, self, image)
+
+    def _token_relevance_map(self, image: Any) -> np.ndarray | None:
+        """A foundation tower's patch tokens weighed by what they add to the fake logit: gradient x activation at
+        :meth:`~hubdet.models.foundation.FoundationBackbone.relevance_layer` under the affine head, summed over
+        channels, positive part, one value per patch (one forward and one backward pass instead of occlusion's 26
+        forward passes). None when the head is not affine."""
+        import torch.nn.functional as F
+        from captum.attr import LayerGradientXActivation
+
+        from hubdet.models.explain import input_map_to_original
+
+        head = self.affine_head()
+        if head is None:
+            return None
+        w, b = head
+        layer, prefix, _ = self.backbone.relevance_layer()
+        x = self.batch_transform([image]).to(self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.enable_grad():
+                attr = LayerGradientXActivation(lambda z: self.backbone(z).float() @ w.to(z.device) + b, layer
+                                                ).attribute(x)  # captum makes the layer's output need grad
+        finally:
+            self.train(was_training)
+        grid_h, grid_w = x.shape[-2] // self.backbone.patch_size, x.shape[-1] // self.backbone.patch_size
+        tokens = attr[0, prefix:].detach().float().sum(-1).clamp(min=0)
+        if tokens.numel() != grid_h * grid_w:
+            return None
+        heat = F.interpolate(tokens.reshape(1, 1, grid_h, grid_w), size=tuple(x.shape[-2:]), mode="bilinear",
+                             align_corners=False)[0, 0]
+        return input_map_to_original(heat, self, image)
 
     # ------------------------------------------------------------------ persistence (skops, never pickle)
     def save_extra(self, folder: Path) -> None:
