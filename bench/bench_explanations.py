@@ -43,7 +43,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from captum.attr import LayerGradientXActivation
     from PIL import Image, ImageFilter
 
     import hubdet
@@ -83,10 +82,8 @@ def main() -> None:
         maps["occlusion"] = heat.reshape(side, p, side, p).mean((1, 3))
         for name, layer in layers.items():
             start = time.perf_counter()
-            with torch.enable_grad():
-                attr = LayerGradientXActivation(logit, layer).attribute(x)
+            maps[name] = det.token_relevance(x, layer).numpy()
             seconds[name].append(time.perf_counter() - start)
-            maps[name] = attr[0, 1:].detach().sum(-1).reshape(side, side).numpy()
         maps["random"] = rng.random((side, side))
         for name, relevance in maps.items():
             order = np.argsort(-(relevance if name == "random" else relevance * sign).ravel())

@@ -395,35 +395,43 @@ class ProbeDetector(Detector):
         cam = pooled_cam(parts, head[0])
         return None if cam is None else input_map_to_original(cam, self, image)
 
-    def _token_relevance_map(self, image: Any) -> np.ndarray | None:
-        """A foundation tower's patch tokens weighed by what they add to the fake logit: gradient x activation at
-        :meth:`~hubdet.models.foundation.FoundationBackbone.relevance_layer` under the affine head, summed over
-        channels, positive part, one value per patch (one forward and one backward pass instead of occlusion's 26
-        forward passes). None when the head is not affine."""
-        import torch.nn.functional as F
+    def token_relevance(self, pixel_values: torch.Tensor, layer: Any = None) -> torch.Tensor | None:
+        """Gradient x activation of a foundation tower's patch tokens under the affine head, summed over channels:
+        ``[grid_h, grid_w]`` (signed; positive pushes towards fake), read at ``layer`` (default:
+        :meth:`~hubdet.models.foundation.FoundationBackbone.relevance_layer`). One forward and one backward pass.
+        None when the head is not affine."""
         from captum.attr import LayerGradientXActivation
-
-        from hubdet.models.explain import input_map_to_original
 
         head = self.affine_head()
         if head is None:
             return None
         w, b = head
-        layer, prefix, _ = self.backbone.relevance_layer()
-        x = self.batch_transform([image]).to(self.device)
+        default, prefix, _ = self.backbone.relevance_layer()
         was_training = self.training
         self.eval()
         try:
             with torch.enable_grad():
-                attr = LayerGradientXActivation(lambda z: self.backbone(z).float() @ w.to(z.device) + b, layer
-                                                ).attribute(x)  # captum makes the layer's output need grad
+                attr = LayerGradientXActivation(lambda z: self.backbone(z).float() @ w.to(z.device) + b,
+                                                layer if layer is not None else default
+                                                ).attribute(pixel_values)  # captum makes the layer's output need grad
         finally:
             self.train(was_training)
-        grid_h, grid_w = x.shape[-2] // self.backbone.patch_size, x.shape[-1] // self.backbone.patch_size
-        tokens = attr[0, prefix:].detach().float().sum(-1).clamp(min=0)
-        if tokens.numel() != grid_h * grid_w:
+        grid_h = pixel_values.shape[-2] // self.backbone.patch_size
+        grid_w = pixel_values.shape[-1] // self.backbone.patch_size
+        tokens = attr[0, prefix:].detach().float().sum(-1)
+        return tokens.reshape(grid_h, grid_w) if tokens.numel() == grid_h * grid_w else None
+
+    def _token_relevance_map(self, image: Any) -> np.ndarray | None:
+        """:meth:`token_relevance` (positive part) upsampled over the image: what pushed the fake logit up."""
+        import torch.nn.functional as F
+
+        from hubdet.models.explain import input_map_to_original
+
+        x = self.batch_transform([image]).to(self.device)
+        tokens = self.token_relevance(x)
+        if tokens is None:
             return None
-        heat = F.interpolate(tokens.reshape(1, 1, grid_h, grid_w), size=tuple(x.shape[-2:]), mode="bilinear",
+        heat = F.interpolate(tokens.clamp(min=0)[None, None], size=tuple(x.shape[-2:]), mode="bilinear",
                              align_corners=False)[0, 0]
         return input_map_to_original(heat, self, image)
 
