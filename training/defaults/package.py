@@ -256,6 +256,19 @@ def test_images(data_dir: Path, n: int, split: str = "test") -> list[Path]:
     return [data_dir / r["file"] for r in rows[:n]]
 
 
+def install(staged: Path, out: Path) -> None:
+    """Move a staged package folder to ``out`` (replacing a folder or a link there), readable by all (mkdtemp's
+    folders are private)."""
+    if out.is_symlink():
+        out.unlink()
+    elif out.exists():
+        shutil.rmtree(out)
+    staged.rename(out)
+    out.chmod(0o755)
+    for f in out.rglob("*"):
+        f.chmod(0o755 if f.is_dir() else 0o644)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs/defaults"))
@@ -354,12 +367,7 @@ def main(argv: list[str] | None = None) -> None:
             shutil.copy(args.runs / name / "model" / "README.md", folder / "README.md")
             continue
         render_card(det, **card_kwargs(name, det, dataset_id, revs[name], override, note)).save(folder / "README.md")
-    if ens_dir.exists():
-        shutil.rmtree(ens_dir)
-    staged.rename(ens_dir)
-    ens_dir.chmod(0o755)  # mkdtemp's folder is private; a package is readable by all
-    for f in ens_dir.rglob("*"):
-        f.chmod(0o755 if f.is_dir() else 0o644)
+    install(staged, ens_dir)
     for i, name in enumerate(names):
         link = out / name
         if link.is_symlink() or link.exists():
@@ -414,14 +422,7 @@ def package_one(args: argparse.Namespace) -> None:
     out = args.out / name
     staged = Path(tempfile.mkdtemp(prefix=f"{name}_", dir=args.out))
     det.save_pretrained(staged, dtype=torch.float16 if ok else None, card_kwargs=kwargs)
-    if out.is_symlink():
-        out.unlink()
-    elif out.exists():
-        shutil.rmtree(out)
-    staged.rename(out)
-    out.chmod(0o755)  # mkdtemp's folder is private; a package is readable by all
-    for f in out.rglob("*"):
-        f.chmod(0o755 if f.is_dir() else 0o644)
+    install(staged, out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     report = json.loads((args.out / "PACKAGING.json").read_text()) if (args.out / "PACKAGING.json").exists() else {}
     report[name] = {"fp16_max_prob_delta": delta, "fp16_ok": ok, "bytes": size, "packaged": "alone (--only)"}
