@@ -486,9 +486,7 @@ def tensor_digest(module: nn.Module) -> str:
     """The content digest of a module's state (:func:`hubdet.models.integrity.tensors_sha256`)."""
     from hubdet.models.integrity import tensors_sha256
 
-    if any(isinstance(m, Int8Linear) for m in module.modules()):  # as if float: one dequantized weight at a time
-        return tensors_sha256(_LogicalState(module))
-    return tensors_sha256(module.state_dict())
+    return tensors_sha256(_LogicalState(module))  # int8 layers as if float, one dequantized weight at a time
 
 
 @dataclass
